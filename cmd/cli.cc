@@ -1,0 +1,82 @@
+#include "cmd/cli.h"
+
+#include <cctype>
+
+namespace mc::cmd {
+
+std::vector<std::pair<int, SetupFn>>& RegisteredCommands() {
+  static std::vector<std::pair<int, SetupFn>> commands;
+  return commands;
+}
+
+CommandRegistrar::CommandRegistrar(int order, SetupFn fn) {
+  RegisteredCommands().emplace_back(order, fn);
+}
+
+int ExitCodeFor(oci::ErrorCode code) {
+  using oci::ErrorCode;
+  switch (code) {
+    case ErrorCode::kInvalidInput: return 2;
+    case ErrorCode::kConflict: return 2;
+    case ErrorCode::kUnauthorized: return 3;
+    case ErrorCode::kNotFound: return 4;
+    case ErrorCode::kVerificationFailed: return 5;
+    case ErrorCode::kNetwork:
+    case ErrorCode::kTransient:
+    case ErrorCode::kRangeNotSatisfiable: return 6;
+    case ErrorCode::kCancelled: return 130;
+    case ErrorCode::kIo:
+    case ErrorCode::kInternal: return 1;
+  }
+  return 1;
+}
+
+void AddRegistryFlags(CLI::App* cmd, RegistryFlags& flags, const std::string& prefix) {
+  cmd->add_option("--" + prefix + "authfile", flags.authfile,
+                  "path of the authentication file (containers auth.json format)");
+  cmd->add_option("--" + prefix + "creds", flags.creds,
+                  "USERNAME[:PASSWORD] for accessing the registry");
+  cmd->add_option("--" + prefix + "tls-verify", flags.tls_verify,
+                  "require HTTPS and verify certificates (default true)")
+      ->default_str("true");
+  cmd->add_option("--" + prefix + "cert-dir", flags.cert_dir,
+                  "directory with ca.crt, client.cert and client.key for the registry");
+  if (prefix.empty()) {
+    cmd->add_option("--retry-times", flags.retry_times,
+                    "number of times to retry a failed network operation")
+        ->default_val(3);
+  }
+}
+
+oci::Result<uint64_t> ParseSize(std::string_view s) {
+  auto bad = [&] {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "invalid size \"" + std::string(s) + "\": use a number with an optional "
+                     "suffix K, M, G, T (powers of 1024) or KB, MB, GB, TB (powers of 1000)");
+  };
+  size_t i = 0;
+  uint64_t n = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+    if (n > (UINT64_MAX - 9) / 10) return bad();
+    n = n * 10 + static_cast<uint64_t>(s[i] - '0');
+    ++i;
+  }
+  if (i == 0) return bad();
+  std::string suffix;
+  for (; i < s.size(); ++i) suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(s[i])));
+  uint64_t mult = 1;
+  if (suffix.empty() || suffix == "B") mult = 1;
+  else if (suffix == "K" || suffix == "KI" || suffix == "KIB") mult = 1ull << 10;
+  else if (suffix == "M" || suffix == "MI" || suffix == "MIB") mult = 1ull << 20;
+  else if (suffix == "G" || suffix == "GI" || suffix == "GIB") mult = 1ull << 30;
+  else if (suffix == "T" || suffix == "TI" || suffix == "TIB") mult = 1ull << 40;
+  else if (suffix == "KB") mult = 1000ull;
+  else if (suffix == "MB") mult = 1000ull * 1000;
+  else if (suffix == "GB") mult = 1000ull * 1000 * 1000;
+  else if (suffix == "TB") mult = 1000ull * 1000 * 1000 * 1000;
+  else return bad();
+  if (n != 0 && mult > UINT64_MAX / n) return bad();
+  return n * mult;
+}
+
+}  // namespace mc::cmd

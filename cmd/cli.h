@@ -1,0 +1,58 @@
+// Shared pieces of the command line: command registration, common options,
+// exit codes. Each subcommand lives in its own file and registers itself with
+// MC_REGISTER_COMMAND, so adding a command touches no other file.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/progress.h"
+#include "oci/error.h"
+
+namespace mc::cmd {
+
+// Options every subcommand sees.
+struct GlobalOptions {
+  std::string log_format = "text";  // text|json
+  std::string progress = "auto";    // auto|bar|lines|none
+  int verbose = 0;
+};
+
+struct Context {
+  GlobalOptions global;
+  engine::Progress progress;
+  // Set by the chosen subcommand's callback; run after parsing.
+  std::function<oci::Result<void>()> run;
+};
+
+using SetupFn = void (*)(CLI::App& app, Context& ctx);
+
+struct CommandRegistrar {
+  CommandRegistrar(int order, SetupFn fn);
+};
+std::vector<std::pair<int, SetupFn>>& RegisteredCommands();
+
+#define MC_REGISTER_COMMAND(order, fn) \
+  static const ::mc::cmd::CommandRegistrar MC_CONCAT_(mc_registrar_, __LINE__)(order, fn)
+
+// Exit codes of design.md.
+int ExitCodeFor(oci::ErrorCode code);
+
+// Registry connection flags shared by build, copy and inspect (skopeo names).
+struct RegistryFlags {
+  std::string authfile;
+  std::string creds;
+  bool tls_verify = true;
+  std::string cert_dir;
+  int retry_times = 3;
+};
+void AddRegistryFlags(CLI::App* cmd, RegistryFlags& flags, const std::string& prefix = "");
+
+// Parses "SIZE" with optional K/M/G/T (binary) or KB/MB/GB/TB (decimal) suffix.
+oci::Result<uint64_t> ParseSize(std::string_view s);
+
+}  // namespace mc::cmd

@@ -1,0 +1,15 @@
+#include "oci/store.h"
+
+namespace mc::oci {
+
+Result<std::string> ImageSource::ReadBlob(const Descriptor& desc, size_t limit) {
+  if (desc.size > static_cast<int64_t>(limit)) {
+    return Fail(ErrorCode::kInvalidInput,
+                "blob " + desc.digest.Short() + " is too large to read into memory");
+  }
+  MC_ASSIGN_OR_RETURN(auto raw, OpenBlob(desc));
+  VerifyingReader v(std::move(raw), desc.digest, desc.size, "blob " + desc.digest.Short());
+  return ReadAll(v, limit);
+}
+
+}  // namespace mc::oci

@@ -1,0 +1,80 @@
+// Where images come from and go to.
+//
+// Every destination (an OCI layout on disk, a registry) implements
+// ImageDestination and every source implements ImageSource, so build, push,
+// copy and mirror speak one set of types (like ggcr's Layer interface).
+//
+// The lazy-digest contract: a streamed blob's digest is known only when the
+// stream ends, so the producer hashes what it writes and hands the digest to
+// Commit. Sinks never rehash on the hot path.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "oci/digest.h"
+#include "oci/error.h"
+#include "oci/image.h"
+#include "oci/io.h"
+
+namespace mc::oci {
+
+struct BlobHint {
+  std::optional<Digest> digest;  // known up front when copying
+  int64_t size = -1;             // -1: unknown (streamed layer)
+  std::string media_type;
+  // Registry sinks: repository on the same host to try a cross-repository mount from.
+  std::optional<std::string> mount_from;
+};
+
+// One blob being written. One thread at a time. Destroying an uncommitted
+// writer aborts it: nothing of it becomes visible.
+class BlobWriter : public Writer {
+ public:
+  // Makes the blob visible under `digest` after checking the byte count.
+  // kVerificationFailed when the destination computes another digest.
+  virtual Result<void> Commit(const Digest& digest, uint64_t size) = 0;
+  // Discards what was written. Safe to call more than once.
+  virtual void Abort() = 0;
+  // Bytes the destination already holds from an earlier, interrupted attempt.
+  // The producer still writes the whole stream; the writer drops the prefix.
+  virtual uint64_t resume_offset() const { return 0; }
+  // True when Begin found nothing to do (mounted, or already present):
+  // the caller may skip writing and Commit with the known digest.
+  virtual bool done() const { return false; }
+};
+
+// Thread guarantee: safe for concurrent use (blobs are written in parallel).
+class BlobSink {
+ public:
+  virtual ~BlobSink() = default;
+  virtual Result<bool> Exists(const Digest& digest) = 0;
+  virtual Result<std::unique_ptr<BlobWriter>> Begin(const BlobHint& hint) = 0;
+};
+
+// Thread guarantee: safe for concurrent use.
+class ImageDestination : public BlobSink {
+ public:
+  // Stores the exact bytes; tags them with `tag` when given (else by digest only).
+  virtual Result<void> PutManifest(const RawManifest& manifest,
+                                   const std::optional<std::string>& tag) = 0;
+  // "oci:/path:tag" or "docker://host/repo:tag", for messages.
+  virtual std::string Describe() const = 0;
+};
+
+// Thread guarantee: safe for concurrent use.
+class ImageSource {
+ public:
+  virtual ~ImageSource() = default;
+  // By tag or "sha256:..." digest; an empty string means the reference's own.
+  virtual Result<RawManifest> GetManifest(const std::string& tag_or_digest) = 0;
+  // Raw stream of a blob, not verified (wrap it in VerifyingReader).
+  virtual Result<std::unique_ptr<Reader>> OpenBlob(const Descriptor& desc) = 0;
+  virtual std::string Describe() const = 0;
+  // A small blob (config), read whole and verified against desc.
+  Result<std::string> ReadBlob(const Descriptor& desc, size_t limit = 64 << 20);
+};
+
+}  // namespace mc::oci

@@ -1,0 +1,81 @@
+// HTTP transport: the one seam between mc-engine and the network.
+//
+// Send() blocks until the response headers arrive; the body then streams
+// through the returned Reader, so a multi-GiB blob never sits in memory.
+// Decorators (retry, auth, logging) wrap a Transport and are Transports.
+//
+// Thread guarantee: Transport implementations are safe for concurrent use.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "oci/error.h"
+#include "oci/io.h"
+
+namespace mc::registry {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  Headers headers;
+  // Body, either in memory (the caller keeps it alive until Send returns) ...
+  std::span<const std::byte> body;
+  // ... or streamed from a reader of body_length bytes (-1: chunked encoding).
+  oci::Reader* body_reader = nullptr;
+  int64_t body_length = -1;
+  // Safe to send again after a failure (GET, HEAD, PUT of a whole manifest).
+  bool idempotent = false;
+  // Follow redirects (never carrying Authorization or other auth headers to
+  // another host). Off for upload requests whose Location we read ourselves.
+  bool follow_redirects = true;
+  // Marks a request an outer layer retries itself: the retry decorator sends it once.
+  bool no_retry = false;
+};
+
+struct HttpResponse {
+  int status = 0;
+  Headers headers;            // names lower-cased, in arrival order
+  std::string effective_url;  // after redirects
+  std::unique_ptr<oci::Reader> body;  // never null; empty for HEAD
+
+  // First header with this (case-insensitive) name.
+  std::optional<std::string> Header(std::string_view name) const;
+  // Reads the body (bounded); used for small JSON and error bodies.
+  oci::Result<std::string> ReadBody(size_t limit = 4 << 20);
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual oci::Result<HttpResponse> Send(HttpRequest request) = 0;
+};
+
+struct TlsOptions {
+  bool verify = true;
+  // Directory with ca.crt / *.crt (extra CAs) and client.cert + client.key.
+  std::string cert_dir;
+};
+
+struct TransportOptions {
+  TlsOptions tls;
+  std::chrono::milliseconds connect_timeout{30'000};
+  // A transfer that moves no byte for this long fails (never a total timeout:
+  // a registry may take minutes to verify a huge blob on its final PUT).
+  std::chrono::milliseconds stall_timeout{120'000};
+  int retry_times = 3;
+  std::string user_agent = "mc-engine";
+  // Verbose tracing of requests (headers redacted).
+  bool trace = false;
+};
+
+}  // namespace mc::registry

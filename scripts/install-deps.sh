@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian's packages.
+# Idempotent and quiet; run as root on Debian 12 (bookworm).
+set -euo pipefail
+
+packages=(
+  # build
+  g++ cmake ninja-build pkg-config ccache
+  libcurl4-openssl-dev libssl-dev libzstd-dev libarchive-dev libisal-dev zlib1g-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libboost-dev libcli11-dev libgtest-dev libgmock-dev
+  # tests: real registries and independent clients
+  docker-registry skopeo umoci pigz zstd jq isal tar gzip python3 python3-yaml
+  apache2-utils openssl curl util-linux procps iproute2 ca-certificates e2fsprogs
+  # benchmarks and the main job
+  busybox-static time
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages (${missing[*]}); run this script as root" >&2
+  exit 1
+fi
+echo "install-deps: installing ${#missing[@]} packages..." >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian package starts a registry on :5000 under systemd where there is one;
+# we start our own on random loopback ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl stop docker-registry || true
+fi
