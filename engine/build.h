@@ -1,0 +1,102 @@
+// Building a modelcar image: model files → layer(s) → config → manifest → destination.
+//
+// The model comes either from a directory (ScanDirectory) or from any list of
+// tar entries whose contents a ContentOpener streams (a Hugging Face download
+// feeding the tar with nothing staged on disk). Layers are built by the
+// streaming pipeline of layer_builder.h straight into the destination's
+// BlobSink: one read of every byte, bounded memory, both digests in one pass.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/progress.h"
+#include "oci/compress.h"
+#include "oci/image.h"
+#include "oci/store.h"
+#include "oci/tar.h"
+
+namespace mc::engine {
+
+// Streams the content of an entry that has no `source` path. Called from the
+// tar thread, in entry order; the Reader must yield exactly entry.size bytes
+// (and should verify them, e.g. against a known sha256).
+using ContentOpener =
+    std::function<oci::Result<std::unique_ptr<oci::Reader>>(const oci::TarEntry& entry)>;
+
+struct ModelInput {
+  // Either a directory ...
+  std::string dir;
+  // ... or ready entries (names already under the prefix, sorted, parents first)
+  // with an opener for their contents.
+  std::vector<oci::TarEntry> entries;
+  ContentOpener content;
+  // For annotations: "hf://org/name" or the directory, and a revision if known.
+  std::string source;
+  std::string revision;
+};
+
+struct BuildOptions {
+  std::string prefix = "/models";
+  oci::Compression compression = oci::Compression::kGzip;
+  int compression_level = -1;
+  int jobs = 0;  // 0 = number of CPUs
+  uint64_t max_layer_size = 0;
+  bool layer_per_file = false;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  int64_t mtime = 0;  // SOURCE_DATE_EPOCH or 0
+  oci::Platform platform;
+  bool strict = false;  // modelcar contract violations are errors, not warnings
+  std::string user = "1001";  // config.User: numeric, non-root
+  // Base image: nullptr = scratch. The source to read the base from, and the
+  // tag or digest within it.
+  oci::ImageSource* base = nullptr;
+  std::string base_ref;   // tag or digest in `base`; "" = its default
+  std::string base_name;  // for org.opencontainers.image.base.name
+  // Tag at the destination (nullopt: push by digest only).
+  std::optional<std::string> tag;
+};
+
+struct BuiltLayer {
+  oci::Descriptor descriptor;  // compressed digest, size, media type
+  oci::Digest diff_id;         // sha256 of the uncompressed tar
+  uint64_t tar_size = 0;
+  uint64_t file_bytes = 0;     // model bytes in this layer
+  size_t files = 0;
+};
+
+struct BuildResult {
+  oci::RawManifest manifest;      // the image (or index with --platform all)
+  std::vector<BuiltLayer> layers;  // model layers only
+  oci::Descriptor config;
+  size_t files = 0;
+  uint64_t bytes = 0;
+  std::vector<std::string> warnings;  // modelcar contract warnings
+};
+
+// Builds and stores the image at `dest`. Blobs first, config next, manifest last.
+oci::Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& options,
+                                    oci::ImageDestination& dest, Progress* progress = nullptr);
+
+struct LayerBuildOptions {
+  oci::Compression compression = oci::Compression::kGzip;
+  int compression_level = -1;
+  int jobs = 0;
+  int64_t mtime = 0;
+  ContentOpener content;  // for entries without `source`
+  std::shared_ptr<ProgressTask> progress;
+};
+
+// The layer pipeline: tar → shard → compress (jobs threads) → reorder → sink,
+// with the diff_id hashed over the tar and the digest over the output.
+// At most 2 × jobs shards are in flight, which bounds memory.
+oci::Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
+                                   const LayerBuildOptions& options, oci::BlobSink& sink);
+
+}  // namespace mc::engine
