@@ -19,7 +19,11 @@
 //     tensors) is emitted as stored blocks (RFC 1951 3.2.4: byte aligned
 //     LEN/NLEN + raw bytes, at most 65535 bytes each). The decision depends only
 //     on the shard's bytes, so the output stays deterministic, and the output
-//     size of a shard never exceeds raw + 5 bytes per 64 KiB.
+//     size of a shard never exceeds raw + 5 bytes per 64 KiB. To make random
+//     data cheap, four 16 KiB probes spread over the shard are deflated first;
+//     if none of them shrinks, the shard is stored without a full pass (a
+//     shard whose probes all miss its compressible parts is stored too: a
+//     small loss in ratio, never in correctness or determinism).
 //
 // Why shards start with an empty window: the output must not depend on how
 // many threads run. Priming each shard with the previous shard's last 32 KiB
@@ -107,6 +111,24 @@ Result<std::optional<std::span<const uint8_t>>> Deflate(std::span<const uint8_t>
   return std::span<const uint8_t>(s.out.data(), z.total_out);
 }
 
+// Probes: kProbes windows of kProbeSize bytes spread over a large shard. When
+// none of them gets smaller on its own, the shard is stored without trying the
+// whole of it (random bytes would otherwise cost a full deflate pass to learn
+// that). Deterministic: the decision depends only on the shard's bytes.
+constexpr size_t kProbes = 4;
+constexpr size_t kProbeSize = 16 << 10;
+
+Result<bool> WorthDeflating(std::span<const uint8_t> raw, int level) {
+  if (raw.empty()) return false;
+  if (raw.size() < 4 * kProbes * kProbeSize) return true;  // small: just try
+  const size_t stride = raw.size() / kProbes;
+  for (size_t i = 0; i < kProbes; ++i) {
+    MC_ASSIGN_OR_RETURN(auto probe, Deflate(raw.subspan(i * stride, kProbeSize), true, level));
+    if (probe) return true;
+  }
+  return false;
+}
+
 // `raw` as stored blocks; the final one has BFINAL set when `last`. An empty
 // last shard is one empty final stored block; an empty other shard is nothing.
 Bytes Stored(std::span<const uint8_t> raw, bool last) {
@@ -176,7 +198,8 @@ class GzipCodec final : public Codec {
     ShardOutput out;
     out.raw_size = raw.size();
     out.crc32 = crc32_gzip_refl(0, in.data(), in.size());
-    if (!in.empty()) {
+    MC_ASSIGN_OR_RETURN(bool worth_it, WorthDeflating(in, level_));
+    if (worth_it) {
       MC_ASSIGN_OR_RETURN(auto deflated, Deflate(in, last, level_));
       if (deflated) {
         out.data = ToBytes(*deflated);
