@@ -49,7 +49,7 @@
 namespace mc::oci {
 namespace {
 
-constexpr size_t kReadBlock = 4 << 20;
+constexpr size_t kReadBlock = 1 << 20;  // 1, 2, 4 MiB measured alike; 1 MiB stays in L2
 
 // Switches the calling thread to a UTF-8 LC_CTYPE for its lifetime.
 class Utf8LocaleScope {
