@@ -121,6 +121,28 @@ TEST_F(CurlTransportTest, SendsStreamedAndInMemoryBodies) {
   EXPECT_EQ(j["method"], "POST");
 }
 
+TEST_F(CurlTransportTest, EmptyBodiesSendContentLengthZeroAndNoExpect) {
+  for (const char* method : {"POST", "PUT", "PATCH"}) {
+    HttpRequest r = Get(Url("/headers"));
+    r.method = method;
+    auto resp = transport_->Send(r);
+    ASSERT_TRUE(resp) << resp.error().message;
+    auto seen = nlohmann::json::parse(resp->ReadBody().value());
+    EXPECT_EQ(seen["content-length"], "0") << method << " " << seen.dump();
+    EXPECT_FALSE(seen.contains("expect")) << seen.dump();
+    EXPECT_FALSE(seen.contains("transfer-encoding")) << seen.dump();
+  }
+  std::string big(2 << 20, 'x');  // libcurl would add Expect: 100-continue here
+  HttpRequest put = Get(Url("/headers"));
+  put.method = "PUT";
+  put.body = oci::AsBytes(big);
+  auto resp = transport_->Send(put);
+  ASSERT_TRUE(resp);
+  auto seen = nlohmann::json::parse(resp->ReadBody().value());
+  EXPECT_FALSE(seen.contains("expect")) << seen.dump();
+  EXPECT_EQ(seen["content-length"], std::to_string(big.size()));
+}
+
 TEST_F(CurlTransportTest, ManyConcurrentRequests) {
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
