@@ -165,6 +165,22 @@ TEST_F(CurlTransportTest, ConnectionDroppedMidBodyIsTransient) {
   EXPECT_NE(body.error().message.find("/drop/200000"), std::string::npos);
 }
 
+// A server that stops sending fails the transfer after stall_timeout. (That a
+// transfer paused by a slow reader is exempt is libcurl's speedcheck.c; a
+// test would need a pause longer than curl's 5 s speed window.)
+TEST_F(CurlTransportTest, StallTimeout) {
+  TransportOptions opts;
+  opts.stall_timeout = std::chrono::milliseconds(1000);
+  auto t = NewCurlTransport(opts);
+  auto start = std::chrono::steady_clock::now();
+  auto stalled = t->Send(Get(Url("/stall")));
+  ASSERT_TRUE(stalled) << stalled.error().message;
+  auto body = stalled->ReadBody();
+  ASSERT_FALSE(body);
+  EXPECT_EQ(body.error().code, oci::ErrorCode::kTransient);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
 TEST_F(CurlTransportTest, ConnectionRefusedIsTransient) {
   auto resp = transport_->Send(Get("http://127.0.0.1:1/x?secret=1"));
   ASSERT_FALSE(resp);

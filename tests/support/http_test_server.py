@@ -8,6 +8,7 @@ Prints "ready PORT" on stdout once listening. Routes (all deterministic):
                            {"length": L, "sha256": HEX, "method": M}
   ANY  /headers            JSON object of the request headers (names lower-cased)
   ANY  /redirect?to=URL&status=S   redirect (default 302) to URL
+  GET  /stall              announces 1000 bytes, sends none, stalls for 30 s
   ANY  /loop               302 to itself
   ANY  /flaky/KEY?fail=N&status=S&retry_after=R
                            the first N requests for KEY get status S (with
@@ -115,6 +116,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/redirect":
             self.read_body()
             return self.reply(int(q.get("status", "302")), "", {"Location": q["to"]})
+        if path == "/stall":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(30)
+            self.close_connection = True
+            return None
         if path == "/loop":
             return self.reply(302, "", {"Location": "/loop"})
         if path.startswith("/flaky/"):
