@@ -271,9 +271,12 @@ class CurlTlsTest : public ::testing::Test {
     ASSERT_TRUE(mc::testing::MakeTestCa(dir_.path(), &log)) << log;
     std::filesystem::create_directories(dir_ / "certs");
     std::filesystem::copy_file(dir_ / "ca.crt", dir_ / "certs/ca.crt");
-    server_ = mc::testing::StartPythonServer(
-        "http_test_server.py",
-        {"--tls", (dir_ / "server.crt").string(), (dir_ / "server.key").string()});
+  }
+  void StartServer(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--tls", (dir_ / "server.crt").string(),
+                                     (dir_ / "server.key").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    server_ = mc::testing::StartPythonServer("http_test_server.py", args);
     url_ = "https://127.0.0.1:" + std::to_string(server_->port()) + "/bytes/100";
   }
   oci::Result<HttpResponse> Fetch(TransportOptions opts) {
@@ -286,6 +289,7 @@ class CurlTlsTest : public ::testing::Test {
 };
 
 TEST_F(CurlTlsTest, VerifiesWithCertDirAndRefusesWithout) {
+  StartServer();
   TransportOptions opts;
   opts.system_cert_dirs = {};
   auto refused = Fetch(opts);
@@ -307,6 +311,7 @@ TEST_F(CurlTlsTest, VerifiesWithCertDirAndRefusesWithout) {
 }
 
 TEST_F(CurlTlsTest, UsesCertsDForHostPort) {
+  StartServer();
   TransportOptions opts;
   auto host_dir = dir_ / "certs.d" / ("127.0.0.1:" + std::to_string(server_->port()));
   std::filesystem::create_directories(host_dir);
@@ -315,6 +320,20 @@ TEST_F(CurlTlsTest, UsesCertsDForHostPort) {
   auto ok = Fetch(opts);
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(ok->status, 200);
+}
+
+TEST_F(CurlTlsTest, PresentsClientCertificateFromCertDir) {
+  StartServer({"--client-ca", (dir_ / "ca.crt").string()});
+  TransportOptions opts;
+  opts.tls.cert_dir = (dir_ / "certs").string();
+  auto refused = Fetch(opts);
+  EXPECT_FALSE(refused && refused->ReadBody()) << "server demands a client certificate";
+  std::filesystem::copy_file(dir_ / "client.cert", dir_ / "certs/client.cert");
+  std::filesystem::copy_file(dir_ / "client.key", dir_ / "certs/client.key");
+  auto ok = Fetch(opts);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->ReadBody().value().size(), 100u);
 }
 
 }  // namespace
