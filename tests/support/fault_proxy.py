@@ -4,7 +4,8 @@ production, for integration tests (protocols.md 1.3, 1.9):
 
   --cut-request-after N   after forwarding N bytes of a request body (method
                           --cut-method, "" = any), drop both connections
-                          (a "connection reset" mid-PATCH); --cut-times times
+                          (a "connection reset" mid-PATCH); --cut-times times,
+                          after letting --cut-skip such requests through
   --cut-response-after N  drop the connection after N bytes of a response body
   --fail-first K          answer the first K requests with --fail-status
                           (+ Retry-After: --retry-after when > 0) and a JSON
@@ -32,6 +33,7 @@ class State:
         self.args = args
         self.lock = threading.Lock()
         self.cuts_left = args.cut_times if args.cut_request_after > 0 else 0
+        self.skip_left = args.cut_skip
         self.response_cuts_left = args.cut_times if args.cut_response_after > 0 else 0
         self.fails_left = args.fail_first
         self.flip_left = 1 if args.flip_byte_at >= 0 else 0
@@ -122,6 +124,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         up.endheaders()
         cut_req = (faulted and a.cut_request_after > 0 and has_body and
                    (not a.cut_method or a.cut_method == self.command))
+        if cut_req and st.take("skip_left"):
+            cut_req = False
         sent = 0
         if has_body:
             for piece in self.read_body_pieces():
@@ -210,6 +214,7 @@ def main():
     p.add_argument("--cut-request-after", type=int, default=0)
     p.add_argument("--cut-method", default="PATCH")
     p.add_argument("--cut-times", type=int, default=1)
+    p.add_argument("--cut-skip", type=int, default=0)
     p.add_argument("--cut-response-after", type=int, default=0)
     p.add_argument("--fail-first", type=int, default=0)
     p.add_argument("--fail-status", type=int, default=503)

@@ -396,6 +396,8 @@ FaultProxy::FaultProxy(const std::string& upstream, const FaultOptions& o) {
                                      o.cut_method,
                                      "--cut-times",
                                      std::to_string(o.cut_times),
+                                     "--cut-skip",
+                                     std::to_string(o.cut_skip),
                                      "--cut-response-after",
                                      std::to_string(o.cut_response_after),
                                      "--fail-first",
