@@ -412,6 +412,7 @@ FaultProxy::FaultProxy(const std::string& upstream, const FaultOptions& o) {
                                      o.path_filter,
                                      "--fault-log",
                                      (dir_ / "faults.log").string()};
+    if (o.buffer_requests) argv.push_back("--buffer-requests");
     if (!proc_.Start(argv, dir_ / "proxy.log")) {
       error_ = "cannot start fault_proxy.py";
       return;
