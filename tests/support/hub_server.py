@@ -36,6 +36,8 @@ Options:
   --ignore-range        the CDN answers 200 with the whole file to ranged GETs
   --expire-after N      a CDN URL is refused (403) after N uses
   --cdn-url BASE        redirect LFS files to BASE/PATH instead (e.g. nginx)
+  --cdn-budget N        the CDN serves N bytes in all, cuts the response that
+                        reaches N, then answers 503 (an outage mid-download)
 """
 import argparse
 import hashlib
@@ -51,7 +53,7 @@ ARGS = None
 LOCK = threading.Lock()
 STATS = {"requests": {"api": 0, "resolve": 0, "cdn": 0}, "bytes": {"resolve": 0, "cdn": 0},
          "cdn_auth_seen": False, "hub_auth_seen": False, "log": []}
-STATE = {"rate_limited": 0, "cdn_failed": 0, "cut": 0, "signature": 0, "uses": {}}
+STATE = {"cdn_served": 0, "rate_limited": 0, "cdn_failed": 0, "cut": 0, "signature": 0, "uses": {}}
 REPOS = {}  # repo_id -> Repo
 BY_SHA = {}  # sha256 -> (Repo, path)
 CDN_PORT = [0]
@@ -334,6 +336,8 @@ class Handler(BaseHTTPRequestHandler):
         if ARGS.expire_after and uses > ARGS.expire_after:
             return self.reply(403, b"<Error><Code>AccessDenied</Code><Message>Request has "
                               b"expired</Message></Error>", None, "application/xml")
+        if ARGS.cdn_budget is not None and STATE["cdn_served"] >= ARGS.cdn_budget:
+            fail = True
         if fail:
             return self.reply(503, b"<Error><Code>SlowDown</Code></Error>", None, "application/xml")
         repo, rel = path_of_sha(m.group(1))
@@ -364,6 +368,9 @@ class Handler(BaseHTTPRequestHandler):
                     length > ARGS.cut_after:
                 STATE["cut"] += 1
                 limit = ARGS.cut_after
+            if kind == "cdn" and ARGS.cdn_budget is not None:
+                limit = max(0, min(limit, ARGS.cdn_budget - STATE["cdn_served"]))
+                STATE["cdn_served"] += limit
         corrupt_at = None
         if ARGS.corrupt == rel and size > 0:
             corrupt_at = size // 2
@@ -386,6 +393,14 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()
@@ -402,14 +417,15 @@ def main():
     p.add_argument("--ignore-range", action="store_true")
     p.add_argument("--expire-after", type=int, default=0)
     p.add_argument("--cdn-url", default="")
+    p.add_argument("--cdn-budget", type=int, default=None)
     ARGS = p.parse_args()
     for spec in ARGS.repo:
         repo_id, _, root = spec.partition("=")
         REPOS[repo_id] = Repo(repo_id, root)
-    hub = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    hub = Server(("127.0.0.1", 0), Handler)
     hub.role = "hub"
     hub.daemon_threads = True
-    cdn = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    cdn = Server(("127.0.0.1", 0), Handler)
     cdn.role = "cdn"
     cdn.daemon_threads = True
     CDN_PORT[0] = cdn.server_address[1]
