@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
@@ -160,6 +161,54 @@ std::string_view TrimWhitespace(std::string_view s) {
     s.remove_suffix(1);
   }
   return s;
+}
+
+}  // namespace mc::registry
+
+namespace mc::registry {
+
+std::string Base64Encode(std::string_view data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(data.data()),
+                          static_cast<int>(data.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::optional<std::string> Base64Decode(std::string_view text_in) {
+  std::string text;
+  for (char c : text_in) {
+    if (c != ' ' && c != '\n' && c != '\r' && c != '\t') text.push_back(c);
+  }
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::string out(text.size() / 4 * 3 + 1, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(text.data()),
+                          static_cast<int>(text.size()));
+  if (n < 0) return std::nullopt;
+  size_t len = static_cast<size_t>(n);
+  if (text.ends_with("=="))
+    len -= 2;  // EVP_DecodeBlock counts padding as bytes
+  else if (text.ends_with("="))
+    len -= 1;
+  out.resize(len);
+  return out;
+}
+
+std::string UrlEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
 }
 
 }  // namespace mc::registry

@@ -4,6 +4,7 @@
 // Pure functions; safe for concurrent use.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -53,5 +54,17 @@ std::string RedactHeaderValue(std::string_view name, std::string_view value);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 std::string ToLower(std::string_view s);
 std::string_view TrimWhitespace(std::string_view s);
+
+}  // namespace mc::registry
+
+namespace mc::registry {
+
+// Standard base64 (with padding). Decode ignores surrounding whitespace and
+// returns nullopt for malformed input.
+std::string Base64Encode(std::string_view data);
+std::optional<std::string> Base64Decode(std::string_view text);
+
+// Percent-encodes everything but RFC 3986 unreserved characters (query values).
+std::string UrlEncode(std::string_view s);
 
 }  // namespace mc::registry
