@@ -49,10 +49,10 @@ class HfDownloadTest : public ::testing::Test {
 TEST_F(HfDownloadTest, FullSnapshotIsByteIdenticalAndPinsTheCommit) {
   HubServer hub(model_.path());
   std::string output;
-  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()) +
-                           " --jobs 4 --segment-size 256K",
-                       &output),
-            0)
+  ASSERT_EQ(
+      hub.Engine("download hf://org/model " + Quote(out_.path()) + " --jobs 4 --segment-size 256K",
+                 &output),
+      0)
       << output;
   ExpectSameTree(model_.path(), out_.path());
   std::string commit = hub.Commit();
@@ -87,9 +87,9 @@ TEST_F(HfDownloadTest, IncludeAndExcludeFollowHuggingfaceHubGlobs) {
                  {"model-00001-of-00002.safetensors", "sub/dir/extra.bin"});
   EXPECT_FALSE(fs::exists(out_ / "config.json"));
   TempDir none;
-  EXPECT_EQ(hub.Engine("download hf://org/model " + Quote(none.path()) + " --include 'nope*'",
-                       &output),
-            2)
+  EXPECT_EQ(
+      hub.Engine("download hf://org/model " + Quote(none.path()) + " --include 'nope*'", &output),
+      2)
       << output;
   EXPECT_NE(output.find("no file matches"), std::string::npos) << output;
 }
@@ -110,9 +110,9 @@ TEST_F(HfDownloadTest, RerunTransfersNothing) {
 TEST_F(HfDownloadTest, BrokenConnectionResumesTheSegmentWhereItStopped) {
   HubServer hub(model_.path(), {"--cut-after", "300000", "--cut-count", "2"});
   std::string output;
-  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()) + " --segment-size 1M",
-                       &output),
-            0)
+  ASSERT_EQ(
+      hub.Engine("download hf://org/model " + Quote(out_.path()) + " --segment-size 1M", &output),
+      0)
       << output;
   ExpectSameTree(model_.path(), out_.path());
   // A cut segment continues from its byte 300000, not from its start.
@@ -146,9 +146,9 @@ TEST_F(HfDownloadTest, InterruptedRunResumesWithoutRefetching) {
   }
   HubServer hub(model_.path());
   std::string output;
-  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()) + " --segment-size 512K",
-                       &output),
-            0)
+  ASSERT_EQ(
+      hub.Engine("download hf://org/model " + Quote(out_.path()) + " --segment-size 512K", &output),
+      0)
       << output;
   ExpectSameTree(model_.path(), out_.path());
   uint64_t again = hub.Stats()["bytes"]["cdn"].get<uint64_t>();
@@ -158,9 +158,8 @@ TEST_F(HfDownloadTest, InterruptedRunResumesWithoutRefetching) {
 TEST_F(HfDownloadTest, TokenGoesToTheHubButNeverToTheCdn) {
   HubServer hub(model_.path(), {"--gated", "org/model", "--token", "hf_secret"});
   std::string output;
-  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()), &output,
-                       "HF_TOKEN=hf_secret"),
-            0)
+  ASSERT_EQ(
+      hub.Engine("download hf://org/model " + Quote(out_.path()), &output, "HF_TOKEN=hf_secret"), 0)
       << output;
   ExpectSameTree(model_.path(), out_.path());
   auto stats = hub.Stats();
@@ -183,17 +182,16 @@ TEST_F(HfDownloadTest, AuthAndNotFoundErrorsHaveTheirExitCodes) {
   EXPECT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()), &output), 3) << output;
   EXPECT_NE(output.find("gated"), std::string::npos) << output;
   EXPECT_NE(output.find(hub.url() + "/org/model"), std::string::npos) << output;
-  EXPECT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()), &output,
-                       "HF_TOKEN=hf_wrong"),
-            3)
+  EXPECT_EQ(
+      hub.Engine("download hf://org/model " + Quote(out_.path()), &output, "HF_TOKEN=hf_wrong"), 3)
       << output;
   EXPECT_NE(output.find("token was refused"), std::string::npos) << output;
   EXPECT_EQ(output.find("hf_wrong"), std::string::npos) << output;
   EXPECT_EQ(hub.Engine("download hf://org/missing " + Quote(out_.path()), &output), 4) << output;
   EXPECT_NE(output.find("check the name"), std::string::npos) << output;
-  EXPECT_EQ(hub.Engine("download hf://org/model@v9 " + Quote(out_.path()), &output,
-                       "HF_TOKEN=hf_secret"),
-            4)
+  EXPECT_EQ(
+      hub.Engine("download hf://org/model@v9 " + Quote(out_.path()), &output, "HF_TOKEN=hf_secret"),
+      4)
       << output;
   output.clear();
   EXPECT_EQ(hub.Engine("download hf:/org/model " + Quote(out_.path()), &output), 2) << output;
@@ -204,8 +202,7 @@ TEST_F(HfDownloadTest, AuthAndNotFoundErrorsHaveTheirExitCodes) {
 TEST_F(HfDownloadTest, CorruptedBytesFailVerificationAndLeaveNoFile) {
   HubServer hub(model_.path(), {"--corrupt", "model-00002-of-00002.safetensors"});
   std::string output;
-  EXPECT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()) + " --jobs 1", &output),
-            5)
+  EXPECT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()) + " --jobs 1", &output), 5)
       << output;
   EXPECT_NE(output.find("model-00002-of-00002.safetensors"), std::string::npos) << output;
   EXPECT_FALSE(fs::exists(out_ / "model-00002-of-00002.safetensors"));
@@ -229,12 +226,12 @@ TEST_F(HfDownloadTest, CorruptedBytesFailVerificationAndLeaveNoFile) {
 TEST_F(HfDownloadTest, RateLimitsRetriesAndServerQuirksAreHandled) {
   // 429 with RateLimit t=1 on the API, 503s from the CDN, presigned URLs
   // that expire after one use, and a CDN that ignores Range.
-  HubServer hub(model_.path(), {"--rate-limit", "2", "--fail-cdn", "2", "--expire-after", "1",
-                                "--ignore-range"});
+  HubServer hub(model_.path(),
+                {"--rate-limit", "2", "--fail-cdn", "2", "--expire-after", "1", "--ignore-range"});
   std::string output;
-  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()) + " --segment-size 1M",
-                       &output),
-            0)
+  ASSERT_EQ(
+      hub.Engine("download hf://org/model " + Quote(out_.path()) + " --segment-size 1M", &output),
+      0)
       << output;
   ExpectSameTree(model_.path(), out_.path());
   auto stats = hub.Stats();
