@@ -2,7 +2,8 @@
 
 namespace mc::engine {
 
-std::shared_ptr<ProgressTask> Progress::Start(std::string stage, std::string item, uint64_t total) {
+std::shared_ptr<ProgressTask> Progress::Start(std::string stage, std::string item,
+                                              uint64_t total) {
   auto t = std::make_shared<ProgressTask>(std::move(stage), std::move(item), total);
   std::lock_guard lock(mu_);
   tasks_.push_back(t);
