@@ -20,10 +20,13 @@
 #include "engine/model_registry.h"
 
 #include <cctype>
+#include <filesystem>
 
 #include "engine/metadata_store.h"
 #include "oci/io.h"
+#include "registry/curl_transport.h"
 #include "registry/log.h"
+#include "registry/retry.h"
 
 namespace mc::engine {
 namespace {
@@ -374,6 +377,32 @@ Result<std::string> RegistrationUriFromMetadata(const json& doc) {
   return Fail(ErrorCode::kInvalidInput,
               "the metadata file has no mirror or image with a reference and a sha256 digest; "
               "run build/copy with --metadata first, or pass --uri");
+}
+
+Result<std::string> LoadBearerToken(const std::string& token_file) {
+  std::string path = token_file;
+  if (path.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(kServiceAccountTokenPath, ec)) return std::string();
+    path = kServiceAccountTokenPath;
+  }
+  auto text = oci::ReadFileToString(path, 1 << 20);
+  if (!text) {
+    return Fail(ErrorCode::kInvalidInput,
+                "cannot read token file " + path + ": " + text.error().message);
+  }
+  std::string token = *text;
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  size_t start = 0;
+  while (start < token.size() && std::isspace(static_cast<unsigned char>(token[start]))) ++start;
+  token.erase(0, start);
+  if (token.empty()) return Fail(ErrorCode::kInvalidInput, "token file " + path + " is empty");
+  return token;
+}
+
+std::shared_ptr<registry::Transport> NewModelRegistryTransport(
+    const registry::TransportOptions& options) {
+  return registry::NewRetryTransport(registry::NewCurlTransport(options), options.retry_times);
 }
 
 Result<void> RecordRegistration(MetadataStore& store, const Registration& reg) {

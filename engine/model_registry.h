@@ -92,6 +92,20 @@ class ModelRegistryClient {
 
 class MetadataStore;
 
+// Where Kubernetes mounts the pod's ServiceAccount token.
+inline constexpr char kServiceAccountTokenPath[] =
+    "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+// The bearer token: the trimmed content of `token_file` when given
+// (kInvalidInput when unreadable or empty), else of kServiceAccountTokenPath
+// when that exists, else "" (no token).
+oci::Result<std::string> LoadBearerToken(const std::string& token_file);
+
+// libcurl with retries of transient failures (a retried POST that did land
+// shows up as a 409, which Register handles).
+std::shared_ptr<registry::Transport> NewModelRegistryTransport(
+    const registry::TransportOptions& options);
+
 // The URI to register from publish-metadata.json: the last mirror with a
 // digest, else the image: "oci://HOST/REPO@sha256:...". kInvalidInput if none.
 oci::Result<std::string> RegistrationUriFromMetadata(const nlohmann::json& doc);
