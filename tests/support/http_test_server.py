@@ -2,7 +2,8 @@
 """Loopback HTTP test server for the registry/ transport, retry and auth tests.
 
 Prints "ready PORT" on stdout once listening. Routes (all deterministic):
-  GET  /bytes/N            N bytes, byte i = i % 251, streamed in 64 KiB writes
+  GET  /bytes/N[?tag=T]    N bytes, byte i = i % 251, streamed in 64 KiB writes;
+                           with a tag, /stats "sent"[T] counts the bytes written so far
   GET  /drop/N             announces N bytes, sends N/2, then closes the socket
   PUT|POST|PATCH /echo     reads the body (Content-Length or chunked); replies JSON
                            {"length": L, "sha256": HEX, "method": M}
@@ -22,7 +23,7 @@ Prints "ready PORT" on stdout once listening. Routes (all deterministic):
                            --token-needs-auth); expires_in from --token-ttl
   POST /token              OAuth2 form variant (grant_type refresh_token|password)
   GET  /stats              JSON counters: requests per path prefix, token requests,
-                           last token scopes
+                           last token scopes, bytes sent per /bytes tag
 Options: --host H --tls CERT KEY --client-ca CA --basic-user U --basic-pass P --token-ttl S
          --token-needs-auth
 """
@@ -42,7 +43,7 @@ LOCK = threading.Lock()
 COUNTERS = {}
 FLAKY = {}
 TOKENS = {}  # token -> (expiry, set of (repo, action))
-STATS = {"token_requests": 0, "last_scopes": [], "last_token_auth": None}
+STATS = {"token_requests": 0, "last_scopes": [], "last_token_auth": None, "sent": {}}
 
 
 def count(key):
@@ -103,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path
         count(path.split("/")[1] if "/" in path else path)
         if path.startswith("/bytes/"):
-            return self.send_bytes(int(path.split("/")[2]))
+            return self.send_bytes(int(path.split("/")[2]), q.get("tag"))
         if path.startswith("/drop/"):
             return self.send_drop(int(path.split("/")[2]))
         if path == "/echo":
@@ -139,7 +140,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, json.dumps({"counters": COUNTERS, **STATS}))
         return self.reply(404, '{"errors":[{"code":"NOT_FOUND"}]}')
 
-    def send_bytes(self, n):
+    def send_bytes(self, n, tag):
         self.send_response(200)
         self.send_header("Content-Length", str(n))
         self.send_header("Content-Type", "application/octet-stream")
@@ -151,6 +152,9 @@ class Handler(BaseHTTPRequestHandler):
             chunk = pattern(sent, min(65536, n - sent))
             self.wfile.write(chunk)
             sent += len(chunk)
+            if tag:
+                with LOCK:
+                    STATS["sent"][tag] = sent
 
     def send_drop(self, n):
         self.send_response(200)
