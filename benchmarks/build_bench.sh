@@ -100,7 +100,7 @@ for kind in $kinds; do
     measure "mc-engine build --compression $c" "rm -rf '$out_dir'" \
       "'$engine' build '$dir' 'oci:$out_dir:bench' --compression $c --jobs $jobs --no-cache" "$bytes"
     blob=$(find "$out_dir/blobs" -type f -printf '%s\n' | sort -n | tail -1)
-    awk -v c="$c" -v s="$blob" -v b="$bytes" 'BEGIN { printf "  %-34s layer %d bytes, %.3f of the model\n", "", s, s / b }'
+    awk -v c="$c" -v s="$blob" -v b="$bytes" 'BEGIN { printf "  %-34s layer %.0f bytes, %.3f of the model\n", "", s, s / b }'
   done
   measure "tar | pigz -1 -p$jobs" "" "tar -C '$dir' -cf - . | pigz -1 -p$jobs >/dev/null" "$bytes"
   measure "tar | openssl dgst -sha256" "" "tar -C '$dir' -cf - . | openssl dgst -sha256" "$bytes"
