@@ -58,7 +58,7 @@ max() { sort -g | tail -1; }
 
 # measure LABEL PREP CMD: runs CMD (bash) $runs times after PREP (untimed); sets
 # wall[LABEL] and prints a table row. Output of CMD goes to $tmp/out.
-declare -A wall
+declare -A wall cpus
 measure() {
   local label=$1 prep=$2 cmd=$3 bytes=$4
   : >"$tmp/times"
@@ -76,15 +76,20 @@ measure() {
   rss=$(awk '{print $2}' "$tmp/times" | max)
   cpu=$(awk '{print $3 + $4}' "$tmp/times" | median)
   wall[$label]=$w
+  cpus[$label]=$cpu
   awk -v l="$label" -v w="$w" -v b="$bytes" -v r="$rss" -v c="$cpu" 'BEGIN {
     printf "  %-34s %8.2f s %9.1f MB/s %8.2f s cpu %8.1f MiB rss\n", l, w, b / 1e6 / w, c, r / 1024 }'
 }
 
-ratio() {  # ratio NAME NUM_LABEL DEN_LABEL: speed of NUM relative to DEN (= wall DEN / wall NUM)
-  awk -v n="$1" -v a="${wall[$3]}" -v b="${wall[$2]}" 'BEGIN { printf "  %-48s %6.2fx\n", n, a / b }'
+# ratio NAME NUM_LABEL DEN_LABEL: speed of NUM relative to DEN (= wall DEN / wall NUM),
+# and the same for CPU seconds (steadier than wall time on a shared machine).
+ratio() {
+  awk -v n="$1" -v a="${wall[$3]}" -v b="${wall[$2]}" -v c="${cpus[$3]}" -v d="${cpus[$2]}" \
+    'BEGIN { printf "  %-44s wall %6.2fx   cpu %6.2fx\n", n, a / b, (d > 0 ? c / d : 0) }'
 }
 
 echo "build_bench: size $size, $runs runs (median), jobs $jobs, $(nproc) CPUs, $("$engine" --version 2>/dev/null | head -1)"
+echo "load average at start: $(cut -d" " -f1-3 /proc/loadavg)"
 for kind in $kinds; do
   dir=$(gen "$kind")
   bytes=$(du -sb "$dir" | cut -f1)
@@ -95,7 +100,7 @@ for kind in $kinds; do
     measure "mc-engine build --compression $c" "rm -rf '$out_dir'" \
       "'$engine' build '$dir' 'oci:$out_dir:bench' --compression $c --jobs $jobs --no-cache" "$bytes"
     blob=$(find "$out_dir/blobs" -type f -printf '%s\n' | sort -n | tail -1)
-    awk -v c="$c" -v s="$blob" -v b="$bytes" 'BEGIN { printf "  %-34s layer %d bytes, %.3f of the model\n", "", s, s / b }'
+    awk -v c="$c" -v s="$blob" -v b="$bytes" 'BEGIN { printf "  %-34s layer %.0f bytes, %.3f of the model\n", "", s, s / b }'
   done
   measure "tar | pigz -1 -p$jobs" "" "tar -C '$dir' -cf - . | pigz -1 -p$jobs >/dev/null" "$bytes"
   measure "tar | openssl dgst -sha256" "" "tar -C '$dir' -cf - . | openssl dgst -sha256" "$bytes"

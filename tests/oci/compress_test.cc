@@ -419,6 +419,15 @@ TEST(CompressTest, IncompressibleShardsAreStoredBlocks) {
   const std::string gz = Compress(*codec, data);
   EXPECT_EQ(gz.size(), 10 + 2 * StoredSize(kShardSize) + StoredSize(1) + 8);
   EXPECT_EQ(ZlibGunzip(gz, data.size()), data);
+
+  // Random first half, text second half (a tar of a random file then a JSON
+  // file): the probes see the text, so the shard is deflated.
+  const std::string mixed =
+      MakeData("random", kShardSize / 2) + MakeData("text", kShardSize - kShardSize / 2);
+  auto m = codec->CompressShard(Span(mixed), true);
+  ASSERT_TRUE(m);
+  EXPECT_LT(m->data.size(), kShardSize * 3 / 4);
+  EXPECT_EQ(ZlibGunzip(Frame(*codec, {*m}), mixed.size()), mixed);
 }
 
 TEST(CompressTest, WeightsActuallyCompress) {
