@@ -213,13 +213,15 @@ class ShardPipeline {
 // Receives the tar stream: hashes it (diff_id) and cuts it into shards.
 class ShardingWriter final : public oci::Writer {
  public:
-  ShardingWriter(ShardPipeline& pipeline, ProgressTask* progress)
-      : pipeline_(pipeline), progress_(progress) {
+  // hash: compute the diff_id here (off when the writer thread hashes the same bytes).
+  ShardingWriter(ShardPipeline& pipeline, ProgressTask* progress, bool hash)
+      : pipeline_(pipeline), progress_(progress), hash_(hash) {
     buf_.reserve(oci::kShardSize);
   }
 
   Result<void> Write(std::span<const std::byte> data) override {
-    diff_.Update(data);
+    if (hash_) diff_.Update(data);
+    tar_size_ += data.size();
     if (progress_) progress_->Add(data.size());
     while (!data.empty()) {
       size_t n = std::min(data.size(), oci::kShardSize - buf_.size());
@@ -238,11 +240,13 @@ class ShardingWriter final : public oci::Writer {
   Result<void> Close() override { return pipeline_.Submit(std::move(buf_), true); }
 
   oci::Digest diff_id() const { return diff_.Finish(); }
-  uint64_t tar_size() const { return diff_.bytes(); }
+  uint64_t tar_size() const { return tar_size_; }
 
  private:
   ShardPipeline& pipeline_;
   ProgressTask* progress_;
+  bool hash_;
+  uint64_t tar_size_ = 0;
   oci::Digester diff_;
   Bytes buf_;
 };
@@ -282,8 +286,10 @@ Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
 
   const bool none = options.compression == oci::Compression::kNone;
   BuiltLayer layer;
-  ShardPipeline pipeline(*codec, DefaultJobs(options.jobs), *writer, /*hash_output=*/!none);
-  ShardingWriter sharder(pipeline, options.progress.get());
+  // Uncompressed: digest == diff_id, hashed once, on the writer thread, so the
+  // tar thread only reads and the two cores split reading and hashing.
+  ShardPipeline pipeline(*codec, DefaultJobs(options.jobs), *writer, /*hash_output=*/true);
+  ShardingWriter sharder(pipeline, options.progress.get(), /*hash=*/!none);
   auto produced = WriteEntries(entries, options, sharder, layer);
   if (produced) produced = sharder.Close();
   if (!produced) {
@@ -297,10 +303,10 @@ Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
     writer->Abort();
     return std::unexpected(digest.error());
   }
-  layer.diff_id = sharder.diff_id();
+  layer.diff_id = none ? *digest : sharder.diff_id();
   layer.tar_size = sharder.tar_size();
   layer.descriptor.media_type = hint.media_type;
-  layer.descriptor.digest = none ? layer.diff_id : *digest;
+  layer.descriptor.digest = *digest;
   layer.descriptor.size = static_cast<int64_t>(pipeline.output_bytes());
   MC_RETURN_IF_ERROR(writer->Commit(layer.descriptor.digest, pipeline.output_bytes()));
   if (options.progress) options.progress->Finish();
