@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <clocale>
 #include <cstdlib>
 #include <random>
 
@@ -177,6 +178,21 @@ TEST(TarWriterTest, DeterministicWhateverTheSourceMetadata) {
   EXPECT_EQ(Sha256Hex(a), Sha256Hex(b));
   EXPECT_EQ(Sha256Hex(a), Sha256Hex(c));
   EXPECT_NE(Sha256Hex(a), Sha256Hex(TarString(ScanOk(t / "m1"), 1)));  // mtime is in the bytes
+}
+
+// libarchive converts names from the process locale; the writer must not.
+TEST(TarWriterTest, SameBytesWhateverTheProcessLocale) {
+  TempDir t;
+  MakeModel(t / "m");
+  auto entries = ScanOk(t / "m");
+  std::string c_locale = TarString(entries);
+  const char* old = std::setlocale(LC_ALL, nullptr);
+  std::string saved = old ? old : "C";
+  for (const char* loc : {"C.UTF-8", "POSIX"}) {
+    if (std::setlocale(LC_ALL, loc) == nullptr) continue;
+    EXPECT_EQ(Sha256Hex(TarString(entries)), Sha256Hex(c_locale)) << loc;
+  }
+  std::setlocale(LC_ALL, saved.c_str());
 }
 
 TEST(TarWriterTest, SourceDateEpoch) {
