@@ -16,7 +16,8 @@ std::shared_ptr<spdlog::logger> g_logger;
 std::shared_ptr<spdlog::logger> Log() {
   std::lock_guard lock(g_mu);
   if (!g_logger) {
-    g_logger = std::make_shared<spdlog::logger>("mc", std::make_shared<spdlog::sinks::null_sink_mt>());
+    g_logger =
+        std::make_shared<spdlog::logger>("mc", std::make_shared<spdlog::sinks::null_sink_mt>());
   }
   return g_logger;
 }

@@ -44,8 +44,8 @@ struct HttpRequest {
 
 struct HttpResponse {
   int status = 0;
-  Headers headers;            // names lower-cased, in arrival order
-  std::string effective_url;  // after redirects
+  Headers headers;                    // names lower-cased, in arrival order
+  std::string effective_url;          // after redirects
   std::unique_ptr<oci::Reader> body;  // never null; empty for HEAD
 
   // First header with this (case-insensitive) name.
@@ -76,6 +76,11 @@ struct TransportOptions {
   std::string user_agent = "mc-engine";
   // Verbose tracing of requests (headers redacted).
   bool trace = false;
+  // Roots searched for HOST[:PORT]/ certificate directories when tls.cert_dir
+  // is empty (containers-certs.d(5)); the first existing one is used.
+  std::vector<std::string> system_cert_dirs = {"/etc/containers/certs.d", "/etc/docker/certs.d"};
+  // Response bytes buffered per transfer before the transfer is paused.
+  size_t response_buffer_bytes = 2 << 20;
 };
 
 }  // namespace mc::registry

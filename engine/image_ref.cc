@@ -1,0 +1,111 @@
+#include "engine/image_ref.h"
+
+#include "oci/layout.h"
+#include "registry/reference.h"
+#include "registry/remote.h"
+
+namespace mc::engine {
+
+std::string ImageLocation::TagOrDigest() const {
+  if (kind == Kind::kOciLayout) return tag;
+  size_t at = reference.find('@');
+  if (at != std::string::npos) return reference.substr(at + 1);
+  size_t slash = reference.rfind('/');
+  size_t colon = reference.rfind(':');
+  if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+    return reference.substr(colon + 1);
+  }
+  return "";
+}
+
+oci::Result<ImageLocation> ParseImageLocation(const std::string& s) {
+  ImageLocation loc;
+  loc.original = s;
+  if (s.starts_with("oci:")) {
+    std::string rest = s.substr(4);
+    size_t colon = rest.find(':');
+    loc.kind = ImageLocation::Kind::kOciLayout;
+    loc.path = rest.substr(0, colon);
+    if (colon != std::string::npos) loc.tag = rest.substr(colon + 1);
+    if (loc.path.empty()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "invalid image location \"" + s + "\": oci: needs a directory, e.g. oci:./out:latest");
+    }
+    if (colon != std::string::npos && loc.tag.empty()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "invalid image location \"" + s + "\": empty tag after ':'");
+    }
+    return loc;
+  }
+  if (s.starts_with("docker://")) {
+    loc.kind = ImageLocation::Kind::kDocker;
+    loc.reference = s.substr(9);
+    if (loc.reference.empty()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "invalid image location \"" + s + "\": docker:// needs HOST/REPO[:TAG]");
+    }
+    return loc;
+  }
+  return oci::Fail(oci::ErrorCode::kInvalidInput,
+                   "invalid image location \"" + s +
+                       "\": use oci:DIR[:TAG] or docker://HOST/REPO[:TAG]");
+}
+
+namespace {
+
+registry::RemoteOptions ToRemoteOptions(const RemoteSettings& r) {
+  registry::RemoteOptions o;
+  o.transport = r.transport;
+  o.authfile = r.authfile;
+  o.creds = r.creds;
+  o.side = r.side;
+  if (r.chunk_size > 0) o.upload.chunk_size = r.chunk_size;
+  return o;
+}
+
+}  // namespace
+
+oci::Result<OpenedDestination> OpenDestination(const ImageLocation& loc,
+                                               const RemoteSettings& remote) {
+  OpenedDestination out;
+  if (loc.kind == ImageLocation::Kind::kOciLayout) {
+    MC_ASSIGN_OR_RETURN(auto dest, oci::LayoutDestination::Open(loc.path));
+    out.dest = std::move(dest);
+    if (!loc.tag.empty()) out.tag = loc.tag;
+    out.canonical = "oci:" + loc.path + (loc.tag.empty() ? "" : ":" + loc.tag);
+    return out;
+  }
+  MC_ASSIGN_OR_RETURN(registry::Reference ref, registry::Reference::Parse(loc.reference));
+  if (ref.digest()) {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "destination " + loc.original + " names a digest: give a tag (or none)");
+  }
+  MC_ASSIGN_OR_RETURN(auto dest, registry::OpenRemoteDestination(ref, ToRemoteOptions(remote)));
+  out.dest = std::move(dest);
+  out.tag = ref.tag().value_or("latest");
+  out.canonical = ref.Name() + ":" + *out.tag;
+  out.registry_host = ref.registry();
+  out.repository = ref.repository();
+  return out;
+}
+
+oci::Result<OpenedSource> OpenSource(const ImageLocation& loc, const RemoteSettings& remote) {
+  OpenedSource out;
+  if (loc.kind == ImageLocation::Kind::kOciLayout) {
+    MC_ASSIGN_OR_RETURN(auto src, oci::LayoutSource::Open(loc.path));
+    out.source = std::move(src);
+    out.tag_or_digest = loc.tag;
+    out.canonical = "oci:" + loc.path + (loc.tag.empty() ? "" : ":" + loc.tag);
+    return out;
+  }
+  MC_ASSIGN_OR_RETURN(registry::Reference ref, registry::Reference::Parse(loc.reference));
+  MC_ASSIGN_OR_RETURN(auto src, registry::OpenRemoteSource(ref, ToRemoteOptions(remote)));
+  out.source = std::move(src);
+  out.tag_or_digest = ref.digest() ? ref.digest()->String() : ref.tag().value_or("latest");
+  out.canonical = ref.String();
+  out.registry_host = ref.registry();
+  out.repository = ref.repository();
+  return out;
+}
+
+}  // namespace mc::engine
