@@ -1,10 +1,14 @@
 // `mc-engine build SOURCE DEST`: a model directory (or hf://ORG/NAME[@REV]) into
 // a modelcar image at oci:DIR[:TAG] or docker://HOST/REPO[:TAG].
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 
 #include "cmd/cli.h"
 #include "engine/build.h"
+#include "engine/hf_hub.h"
+#include "engine/metadata_store.h"
+#include "registry/curl_transport.h"
 #include "engine/image_ref.h"
 #include "oci/io.h"
 #include "oci/layout.h"
@@ -32,6 +36,11 @@ struct BuildFlags {
   std::string digestfile;
   std::string metadata;
   RegistryFlags registry;
+  // hf:// sources
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;
+  std::string token_file;
+  std::string chunk_size;
 };
 
 oci::Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector<std::string>& kvs,
@@ -87,6 +96,12 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
   MC_RETURN_IF_ERROR(oci::NormalizePrefix(f.prefix));
 
   engine::RemoteSettings remote = Remote(f.registry, "destination", ctx.global.verbose);
+  if (!f.chunk_size.empty()) {
+    MC_ASSIGN_OR_RETURN(remote.chunk_size, ParseSize(f.chunk_size));
+    if (remote.chunk_size < (256 << 10)) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput, "--chunk-size must be at least 256K");
+    }
+  }
   MC_ASSIGN_OR_RETURN(engine::ImageLocation dest_loc, engine::ParseImageLocation(f.dest));
 
   engine::OpenedSource base;
@@ -105,11 +120,23 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
 
   engine::ModelInput input;
   if (f.source.starts_with("hf://")) {
-    return oci::Fail(oci::ErrorCode::kInvalidInput,
-                     "building from hf:// is not available in this build; run 'mc-engine download' first");
+    // Streamed from the Hub into the layer: no model file touches the disk.
+    engine::HfModelOptions hf;
+    hf.include = f.include;
+    hf.exclude = f.exclude;
+    hf.prefix = f.prefix;
+    hf.hub.token = engine::HfTokenFromEnv();
+    if (!f.token_file.empty()) {
+      MC_ASSIGN_OR_RETURN(hf.hub.token, engine::ReadTokenFile(f.token_file));
+    }
+    registry::TransportOptions topts;
+    topts.retry_times = 0;  // the Hub client retries itself
+    topts.trace = ctx.global.verbose >= 2;
+    MC_ASSIGN_OR_RETURN(input, engine::OpenHfModel(registry::NewCurlTransport(topts), f.source, hf));
+  } else {
+    input.dir = f.source;
+    input.source = f.source;
   }
-  input.dir = f.source;
-  input.source = f.source;
 
   MC_ASSIGN_OR_RETURN(engine::OpenedDestination dest, engine::OpenDestination(dest_loc, remote));
   o.tag = dest.tag;
@@ -122,6 +149,28 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
 
   if (!f.digestfile.empty()) {
     MC_RETURN_IF_ERROR(oci::WriteFileAtomic(f.digestfile, built->manifest.digest.String()));
+  }
+  if (!f.metadata.empty()) {
+    MC_ASSIGN_OR_RETURN(auto store, engine::MetadataStore::Open(f.metadata));
+    uint64_t size = 0;
+    for (const auto& l : built->layers) size += static_cast<uint64_t>(l.descriptor.size);
+    nlohmann::json image = {{"reference", dest.canonical},
+                            {"digest", built->manifest.digest.String()},
+                            {"mediaType", built->manifest.media_type},
+                            {"size", size},
+                            {"compression", f.compression},
+                            {"layers", built->layers.size()},
+                            {"builtAt", engine::Rfc3339(std::time(nullptr))}};
+    if (!built->layers.empty()) {
+      image["layerDigest"] = built->layers.front().descriptor.digest.String();
+      image["diffId"] = built->layers.front().diff_id.String();
+    }
+    MC_RETURN_IF_ERROR(store.SetSection("image", image));
+    if (f.source.starts_with("hf://")) {
+      MC_RETURN_IF_ERROR(store.MergeSection(
+          "model", {{"source", input.source}, {"revision", input.revision},
+                    {"files", built->files}, {"bytes", built->bytes}}));
+    }
   }
   registry::Log()->info("built {} from {} files ({} bytes) in {} layer(s): {}", dest.dest->Describe(),
                         built->files, built->bytes, built->layers.size(),
@@ -152,6 +201,10 @@ void SetupBuild(CLI::App& app, Context& ctx) {
   cmd->add_flag("--strict", flags->strict, "fail when the modelcar contract does not hold");
   cmd->add_option("--digestfile", flags->digestfile, "write the manifest digest to this file");
   cmd->add_option("--metadata", flags->metadata, "update publish-metadata.json at this path");
+  cmd->add_option("--include", flags->include, "hf:// sources: only files matching GLOB (repeatable)");
+  cmd->add_option("--exclude", flags->exclude, "hf:// sources: skip files matching GLOB (repeatable)");
+  cmd->add_option("--token-file", flags->token_file, "hf:// sources: file holding the Hub token (default $HF_TOKEN)");
+  cmd->add_option("--chunk-size", flags->chunk_size, "registry upload chunk size (default 64M)");
   AddRegistryFlags(cmd, flags->registry);
   cmd->callback([flags, &ctx] { ctx.run = [flags, &ctx] { return RunBuild(*flags, ctx); }; });
 }

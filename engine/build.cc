@@ -21,6 +21,7 @@
 #include "engine/cancel.h"
 #include "oci/media_types.h"
 #include "registry/log.h"
+#include "registry/remote.h"
 
 namespace mc::engine {
 namespace {
@@ -129,9 +130,44 @@ std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries
   return warnings;
 }
 
+// Registry uploads survive the process: after every acknowledged chunk the
+// session URL and offset go to the cache dir; a re-run (same build key) resumes
+// the session, regenerating and hashing the bytes before the offset but not
+// re-sending them. The layer stream is deterministic, which is what makes this sound.
+std::function<Result<std::unique_ptr<oci::BlobWriter>>(const oci::BlobHint&)> ResumableBegin(
+    oci::BlobSink& sink, const BuildCache* cache, const std::string& key, size_t layer) {
+  auto* reg = dynamic_cast<registry::RegistryDestination*>(&sink);
+  if (!reg || !cache || key.empty()) return nullptr;
+  std::filesystem::path state = cache->dir() / "uploads" / (key + "-" + std::to_string(layer) + ".json");
+  return [reg, state](const oci::BlobHint& hint) -> Result<std::unique_ptr<oci::BlobWriter>> {
+    std::optional<registry::UploadState> resume;
+    if (auto bytes = oci::ReadFileToString(state)) {
+      json j = json::parse(*bytes, nullptr, false);
+      if (j.is_object() && j.contains("url") && j.contains("offset")) {
+        resume = registry::UploadState{j["url"].get<std::string>(), j["offset"].get<uint64_t>()};
+        registry::Log()->info("resuming the upload of layer {} at byte {}", state.stem().string(),
+                              resume->offset);
+      }
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(state.parent_path(), ec);
+    return reg->BeginResumable(hint, resume, [state](const registry::UploadState& s) {
+      json j = {{"url", s.url}, {"offset", s.offset}};
+      (void)oci::WriteFileAtomic(state, j.dump(), 0600);
+    });
+  };
+}
+
+void ForgetUpload(const BuildCache* cache, const std::string& key, size_t layer) {
+  if (!cache || key.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove(cache->dir() / "uploads" / (key + "-" + std::to_string(layer) + ".json"), ec);
+}
+
 Result<std::vector<BuiltLayer>> BuildModelLayers(const std::vector<std::vector<oci::TarEntry>>& groups,
                                                  const ModelInput& input, const BuildOptions& o,
-                                                 oci::BlobSink& sink, Progress* progress) {
+                                                 oci::BlobSink& sink, Progress* progress,
+                                                 const BuildCache* cache, const std::string& key) {
   std::vector<BuiltLayer> layers(groups.size());
   std::vector<std::optional<oci::Error>> errors(groups.size());
   std::atomic<size_t> next{0};
@@ -149,11 +185,13 @@ Result<std::vector<BuiltLayer>> BuildModelLayers(const std::vector<std::vector<o
       lo.jobs = o.jobs;
       lo.mtime = o.mtime;
       lo.content = input.content;
+      lo.begin = ResumableBegin(sink, cache, key, i);
       if (progress) {
         lo.progress = progress->Start("build", "layer " + std::to_string(i + 1), total);
       }
       auto r = BuildLayer(groups[i], lo, sink);
       if (r) {
+        ForgetUpload(cache, key, i);
         layers[i] = std::move(*r);
       } else {
         errors[i] = r.error();
@@ -311,7 +349,8 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
   }
   if (!result.from_cache) {
     auto groups = oci::PlanLayers(entries, o.max_layer_size, o.layer_per_file);
-    MC_ASSIGN_OR_RETURN(result.layers, BuildModelLayers(groups, input, o, dest, progress));
+    MC_ASSIGN_OR_RETURN(result.layers, BuildModelLayers(groups, input, o, dest, progress,
+                                                        cache ? &*cache : nullptr, key));
     if (cache) cache->Store(key, result.layers);
   }
 

@@ -112,6 +112,8 @@ struct LayerBuildOptions {
   int64_t mtime = 0;
   ContentOpener content;  // for entries without `source`
   std::shared_ptr<ProgressTask> progress;
+  // Starts the blob instead of sink.Begin (resumable registry uploads).
+  std::function<oci::Result<std::unique_ptr<oci::BlobWriter>>(const oci::BlobHint&)> begin;
 };
 
 // The layer pipeline: tar → shard → compress (jobs threads) → reorder → sink,

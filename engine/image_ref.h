@@ -33,6 +33,7 @@ struct RemoteSettings {
   std::string authfile;
   std::string creds;
   std::string side;  // "source" / "destination", for messages
+  uint64_t chunk_size = 0;  // upload chunk size (0 = default)
 };
 
 struct OpenedDestination {

@@ -278,7 +278,7 @@ Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
                                                      options.compression_level));
   oci::BlobHint hint;
   hint.media_type = std::string(oci::LayerMediaType(options.compression));
-  MC_ASSIGN_OR_RETURN(auto writer, sink.Begin(hint));
+  MC_ASSIGN_OR_RETURN(auto writer, options.begin ? options.begin(hint) : sink.Begin(hint));
 
   const bool none = options.compression == oci::Compression::kNone;
   BuiltLayer layer;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a local default: sets up a fresh Debian 12 machine (as root),
-# builds mc-engine, generates a small model and packages it as a modelcar image.
+# builds mc-engine, starts two loopback registries (a "publish" one standing in
+# for Quay and an internal "mirror" one), generates a small model, then:
+#   build + push → mirror → publish-metadata.json, and prints the summary.
 # Everything stays on this machine under ${MC_DEMO_DIR:-/tmp/mc-engine-demo}.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,7 +11,36 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 mc="$root/build/cmd/mc-engine"
 work=${MC_DEMO_DIR:-/tmp/mc-engine-demo}
 rm -rf "$work"
-mkdir -p "$work/model"
+mkdir -p "$work/model" "$work/workspace"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_registry() {  # name → prints the port
+  local name=$1 port
+  port=$(free_port)
+  mkdir -p "$work/$name/storage"
+  cat > "$work/$name/config.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/$name/storage}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port}
+YML
+  docker-registry serve "$work/$name/config.yml" >"$work/$name/log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break
+    sleep 0.1
+  done
+  echo "$port"
+}
+
+echo "== starting two loopback registries"
+pub=$(start_registry publish)
+mir=$(start_registry mirror)
+echo "publish registry: 127.0.0.1:$pub   mirror registry: 127.0.0.1:$mir"
 
 echo "== generating a small model in $work/model"
 python3 - "$work/model" <<'PY'
@@ -30,11 +61,23 @@ json.dump({"version": "1.0"}, open(os.path.join(d, "tokenizer.json"), "w"))
 PY
 du -sh "$work/model"
 
-echo "== building a modelcar image into an OCI layout"
-"$mc" --progress lines build "$work/model" "oci:$work/layout:latest" --digestfile "$work/digest"
-echo "manifest digest: $(cat "$work/digest")"
+meta="$work/workspace/.pipeline-metadata/publish-metadata.json"
+image="127.0.0.1:$pub/models/demo:v1"
+mirror="127.0.0.1:$mir/mirror/demo:v1"
 
-echo "== inspecting it with mc-engine and skopeo"
-"$mc" inspect "oci:$work/layout:latest"
-skopeo inspect "oci:$work/layout:latest" | jq '{Digest, Layers, Architecture, Os}'
-echo "== done: $work/layout"
+echo "== build + push: $image"
+"$mc" --progress lines build "$work/model" "docker://$image" \
+  --digestfile "$work/digest" --metadata "$meta"
+echo "== mirror: $mirror (source read from the metadata)"
+"$mc" --progress lines copy --metadata "$meta" "docker://$mirror" --digestfile "$work/mirror-digest"
+
+echo "== verify with skopeo"
+skopeo inspect --tls-verify=false "docker://$mirror" | jq '{Name, Digest, Layers}'
+
+echo "== summary"
+echo "image:  $image@$(cat "$work/digest")"
+echo "mirror: $mirror@$(cat "$work/mirror-digest")"
+ls -ld "$(dirname "$meta")" "$meta"
+cat "$meta"
+echo
+echo "== done"
