@@ -89,6 +89,9 @@ class RegistryDestination final : public oci::ImageDestination {
   std::map<std::string, std::unique_ptr<RegistryClient>> mount_clients_;  // guarded by mu_
 };
 
+// The BlobSink of architecture.md, by its older name.
+using RegistrySink = RegistryDestination;
+
 class RegistrySource final : public oci::ImageSource {
  public:
   RegistrySource(Reference ref, std::string base_url, std::shared_ptr<Transport> transport);
