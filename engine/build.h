@@ -52,6 +52,9 @@ struct BuildOptions {
   std::map<std::string, std::string> annotations;
   int64_t mtime = 0;  // SOURCE_DATE_EPOCH or 0
   oci::Platform platform;
+  // --platform all: one manifest per platform of a multi-arch base, all sharing
+  // the model layers, pushed as an index.
+  bool all_platforms = false;
   bool strict = false;  // modelcar contract violations are errors, not warnings
   std::string user = "1001";  // config.User: numeric, non-root
   // Base image: nullptr = scratch. The source to read the base from, and the
@@ -59,6 +62,13 @@ struct BuildOptions {
   oci::ImageSource* base = nullptr;
   std::string base_ref;   // tag or digest in `base`; "" = its default
   std::string base_name;  // for org.opencontainers.image.base.name
+  // Repository on the destination's registry to mount base blobs from (same host only).
+  std::optional<std::string> base_mount_from;
+  // State file directory for re-runs ("" = beside the model dir); use_cache off = always build.
+  std::string cache_dir;
+  bool use_cache = true;
+  // Layers built at once when there are several (each uses `jobs` compressors).
+  int parallel_layers = 2;
   // Tag at the destination (nullopt: push by digest only).
   std::optional<std::string> tag;
 };
@@ -78,7 +88,18 @@ struct BuildResult {
   size_t files = 0;
   uint64_t bytes = 0;
   std::vector<std::string> warnings;  // modelcar contract warnings
+  bool from_cache = false;             // layers reused without reading the model
 };
+
+// Copies one blob from `src` to `dest` unless present: HEAD, then mount (when
+// mount_from is set and the destination supports it), else a verified stream.
+oci::Result<void> TransferBlob(oci::ImageSource& src, const oci::Descriptor& desc,
+                               oci::BlobSink& dest,
+                               const std::optional<std::string>& mount_from = std::nullopt,
+                               ProgressTask* progress = nullptr);
+
+// RFC 3339 UTC time of a Unix timestamp ("1970-01-01T00:00:00Z").
+std::string Rfc3339(int64_t unix_seconds);
 
 // Builds and stores the image at `dest`. Blobs first, config next, manifest last.
 oci::Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& options,

@@ -60,6 +60,11 @@ class ImageDestination : public BlobSink {
   // Stores the exact bytes; tags them with `tag` when given (else by digest only).
   virtual Result<void> PutManifest(const RawManifest& manifest,
                                    const std::optional<std::string>& tag) = 0;
+  // Stores a manifest that an index will reference (pushed by digest). Layouts
+  // keep it as a blob only, so index.json lists just the top-level image.
+  virtual Result<void> PutChildManifest(const RawManifest& manifest) {
+    return PutManifest(manifest, std::nullopt);
+  }
   // "oci:/path:tag" or "docker://host/repo:tag", for messages.
   virtual std::string Describe() const = 0;
 };

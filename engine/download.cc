@@ -1,0 +1,425 @@
+// The Downloader: a verified, resumable Hugging Face snapshot (download.h).
+//
+// Work is a flat list of (file, segment) items in listing order, pulled by
+// `jobs` threads, so small files and the segments of big ones share one pool
+// and the first files finish first. Each segment is a ranged GET written with
+// pwrite at its offset in the part file.
+//
+// SHA-256 of one file is serial, and we do not want to read a file back after
+// downloading it. So each file keeps a "hashed up to" cursor: a chunk written
+// exactly at the cursor is hashed on the spot (the leading segment is hashed
+// as it streams); when a segment completes, whoever finishes it catches the
+// cursor up by reading back the bytes that other segments already wrote (they
+// are fresh in the page cache). Only one thread moves the cursor at a time
+// (`catching_up`), and every chunk's bookkeeping is updated before any
+// catch-up looks at it, so no byte is hashed twice or skipped.
+//
+// The same cursor makes resume cheap and safe: on a re-run the part file's
+// completed bytes are rehashed from disk before new bytes are added.
+#include "engine/download.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "engine/cancel.h"
+#include "engine/download_state.h"
+#include "registry/log.h"
+
+namespace mc::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace download_internal;
+using oci::ErrorCode;
+using oci::Fail;
+
+struct FileJob {
+  HfFile file;
+  fs::path final_path, part_path, state_path;
+  FileLocation loc;
+  std::unique_ptr<FileHasher> hasher;
+  int fd = -1;
+  std::mutex mu;  // guards everything below
+  PartState state;
+  uint64_t hashed = 0;
+  bool catching_up = false;
+  size_t segments_left = 0;
+  bool finishing = false;
+  bool failed = false;
+  std::mutex locate_mu;
+  bool located = false;
+
+  ~FileJob() {
+    if (fd >= 0) ::close(fd);
+  }
+  uint64_t SegStart(size_t i) const { return i * state.segment_size; }
+  uint64_t SegLen(size_t i) const { return std::min(state.segment_size, file.size - SegStart(i)); }
+  // End of the bytes available for hashing from `from`, given what each
+  // segment has written (under mu).
+  uint64_t ContiguousEnd(uint64_t from) const {
+    uint64_t end = from;
+    for (size_t k = from / state.segment_size; k < state.done.size(); ++k) {
+      uint64_t avail = SegStart(k) + state.done[k];
+      if (avail > end) end = avail;
+      if (state.done[k] < SegLen(k)) break;
+    }
+    return end;
+  }
+};
+
+struct WorkItem {
+  FileJob* job;
+  size_t segment;
+};
+
+class Run {
+ public:
+  Run(HfClient& client, const DownloadOptions& options, fs::path state_dir, Manifest& manifest,
+      std::shared_ptr<ProgressTask> progress)
+      : client_(client),
+        options_(options),
+        state_dir_(std::move(state_dir)),
+        manifest_(manifest),
+        progress_(std::move(progress)) {}
+
+  oci::Result<void> Execute(std::vector<std::unique_ptr<FileJob>>& jobs);
+  uint64_t transferred() const { return transferred_.load(); }
+
+ private:
+  void Worker();
+  oci::Result<void> FetchSegment(FileJob& job, size_t seg);
+  oci::Result<void> OnChunk(FileJob& job, size_t seg, uint64_t offset,
+                            std::span<const std::byte> data);
+  oci::Result<bool> CatchUp(FileJob& job);
+  oci::Result<void> Finalize(FileJob& job);
+  void Record(oci::Error error);
+
+  HfClient& client_;
+  const DownloadOptions& options_;
+  fs::path state_dir_;
+  Manifest& manifest_;
+  std::shared_ptr<ProgressTask> progress_;
+  std::vector<WorkItem> items_;
+  std::atomic<size_t> next_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> transferred_{0};
+  std::mutex mu_;  // guards error_ and manifest_
+  std::optional<oci::Error> error_;
+};
+
+void Run::Record(oci::Error error) {
+  std::lock_guard lock(mu_);
+  stop_ = true;
+  // The first real error wins over the "stopped" errors it causes elsewhere.
+  if (!error_ || (error_->code == ErrorCode::kCancelled && error.code != ErrorCode::kCancelled)) {
+    error_ = std::move(error);
+  }
+}
+
+oci::Result<void> Run::OnChunk(FileJob& job, size_t seg, uint64_t offset,
+                               std::span<const std::byte> data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n =
+        ::pwrite(job.fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Fail(ErrorCode::kIo,
+                  "writing " + job.part_path.string() + ": " + oci::ErrnoMessage(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  std::lock_guard lock(job.mu);
+  job.state.done[seg] = offset + data.size() - job.SegStart(seg);
+  if (!job.catching_up && job.hashed == offset) {
+    job.hasher->Update(data);
+    job.hashed += data.size();
+  }
+  transferred_ += data.size();
+  if (progress_) progress_->Add(data.size());
+  return {};
+}
+
+// Moves the hash cursor over bytes already written; true when this call
+// should finalize the file (everything written and hashed, once).
+oci::Result<bool> Run::CatchUp(FileJob& job) {
+  std::vector<std::byte> buf(1 << 20);
+  for (;;) {
+    uint64_t start, end;
+    {
+      std::lock_guard lock(job.mu);
+      if (job.catching_up) return false;  // the thread catching up will see our bytes
+      end = job.ContiguousEnd(job.hashed);
+      if (end == job.hashed) {
+        bool last = job.hashed == job.file.size && job.segments_left == 0 && !job.finishing;
+        if (last) job.finishing = true;
+        return last;
+      }
+      start = job.hashed;
+      job.catching_up = true;
+    }
+    oci::Result<void> status;
+    for (uint64_t pos = start; pos < end && status;) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - pos));
+      ssize_t n = ::pread(job.fd, buf.data(), want, static_cast<off_t>(pos));
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        status = Fail(ErrorCode::kIo, "reading back " + job.part_path.string() + ": " +
+                                          (n < 0 ? oci::ErrnoMessage(errno) : "short file"));
+        break;
+      }
+      job.hasher->Update(std::span(buf).first(static_cast<size_t>(n)));
+      pos += static_cast<uint64_t>(n);
+    }
+    std::lock_guard lock(job.mu);
+    job.catching_up = false;
+    if (!status) return std::unexpected(status.error());
+    job.hashed = end;
+  }
+}
+
+oci::Result<void> Run::FetchSegment(FileJob& job, size_t seg) {
+  {
+    std::lock_guard lock(job.locate_mu);
+    if (!job.located) {
+      MC_RETURN_IF_ERROR(client_.Locate(job.loc));
+      job.located = true;
+    }
+  }
+  uint64_t done;
+  {
+    std::lock_guard lock(job.mu);
+    done = job.state.done[seg];
+  }
+  uint64_t begin = job.SegStart(seg) + done;
+  uint64_t len = job.SegLen(seg) - done;
+  if (len > 0) {
+    MC_RETURN_IF_ERROR(client_.FetchRange(
+        job.loc, begin, len,
+        [&](uint64_t off, std::span<const std::byte> data) { return OnChunk(job, seg, off, data); },
+        &stop_));
+  }
+  std::optional<PartState> snapshot;
+  {
+    std::lock_guard lock(job.mu);
+    if (--job.segments_left > 0) snapshot = job.state;
+  }
+  if (snapshot) MC_RETURN_IF_ERROR(SavePartState(job.state_path, *snapshot));
+  MC_ASSIGN_OR_RETURN(bool last, CatchUp(job));
+  if (last) MC_RETURN_IF_ERROR(Finalize(job));
+  return {};
+}
+
+oci::Result<void> Run::Finalize(FileJob& job) {
+  std::string what = job.loc.repo_id + "/" + job.file.path;
+  std::string got = job.hasher->HexDigest();
+  if (::fsync(job.fd) != 0) {
+    return Fail(ErrorCode::kIo,
+                "syncing " + job.part_path.string() + ": " + oci::ErrnoMessage(errno));
+  }
+  ::close(job.fd);
+  job.fd = -1;
+  if (!job.hasher->expected().empty() && got != job.hasher->expected()) {
+    std::error_code ec;
+    fs::remove(job.part_path, ec);
+    fs::remove(job.state_path, ec);
+    return Fail(ErrorCode::kVerificationFailed,
+                what + ": downloaded bytes do not match the Hub's " +
+                    (job.file.is_lfs() ? "sha256 " : "git oid ") + job.hasher->expected() +
+                    " (got " + got + "); the partial file was deleted, run again to retry");
+  }
+  std::error_code ec;
+  fs::create_directories(job.final_path.parent_path(), ec);
+  fs::rename(job.part_path, job.final_path, ec);
+  if (ec) {
+    return Fail(ErrorCode::kIo, "renaming " + job.part_path.string() + " to " +
+                                    job.final_path.string() + ": " + ec.message());
+  }
+  fs::remove(job.state_path, ec);
+  std::lock_guard lock(mu_);
+  manifest_.files[job.file.path] = VerifiedFile{job.file.size, FileOid(job.file)};
+  return SaveManifest(state_dir_ / "manifest.json", manifest_);
+}
+
+void Run::Worker() {
+  for (;;) {
+    size_t i = next_++;
+    if (i >= items_.size() || stop_.load()) return;
+    if (Cancelled()) {
+      Record(oci::Error{ErrorCode::kCancelled, "interrupted; run again to resume", 0, {}});
+      return;
+    }
+    auto [job, seg] = items_[i];
+    auto status = FetchSegment(*job, seg);
+    if (!status) {
+      {
+        std::lock_guard lock(job->mu);
+        job->failed = true;
+      }
+      Record(status.error());
+    }
+  }
+}
+
+oci::Result<void> Run::Execute(std::vector<std::unique_ptr<FileJob>>& jobs) {
+  for (auto& job : jobs) {
+    for (size_t s = 0; s < job->state.done.size(); ++s) {
+      if (job->state.done[s] < job->SegLen(s)) items_.push_back({job.get(), s});
+    }
+    if (job->segments_left == 0) {  // every byte was there: rehash and finish
+      MC_ASSIGN_OR_RETURN(bool last, CatchUp(*job));
+      if (last) MC_RETURN_IF_ERROR(Finalize(*job));
+    }
+  }
+  int threads = std::max(1, std::min<int>(options_.jobs, static_cast<int>(items_.size())));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back([this] { Worker(); });
+  for (auto& t : pool) t.join();
+  // Keep what the segments reached, for the next run.
+  for (auto& job : jobs) {
+    if (job->fd >= 0 && fs::exists(job->part_path))
+      (void)SavePartState(job->state_path, job->state);
+  }
+  if (error_) return std::unexpected(*error_);
+  return {};
+}
+
+// Opens (or creates) the part file of a job and loads its resume state.
+oci::Result<void> PrepareJob(FileJob& job, uint64_t segment_size) {
+  auto saved = LoadPartState(job.state_path, job.file);
+  struct stat st {};
+  bool part_ok = saved && ::stat(job.part_path.c_str(), &st) == 0 &&
+                 static_cast<uint64_t>(st.st_size) == job.file.size;
+  if (part_ok) {
+    job.state = *saved;
+  } else {
+    job.state = PartState{job.file.path, job.file.size, FileOid(job.file), segment_size, {}};
+    size_t n = static_cast<size_t>((job.file.size + segment_size - 1) / segment_size);
+    job.state.done.assign(n, 0);
+  }
+  job.fd =
+      ::open(job.part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (part_ok ? 0 : O_TRUNC), 0644);
+  if (job.fd < 0 || ::ftruncate(job.fd, static_cast<off_t>(job.file.size)) != 0) {
+    return Fail(ErrorCode::kIo, "cannot create " + job.part_path.string() + ": " +
+                                    oci::ErrnoMessage(errno) + " (is DIR writable?)");
+  }
+  job.hasher = std::make_unique<FileHasher>(job.file);
+  for (size_t s = 0; s < job.state.done.size(); ++s) {
+    if (job.state.done[s] < job.SegLen(s)) ++job.segments_left;
+  }
+  return {};
+}
+
+// Hashes an existing final file that the manifest does not know (a copy
+// made by other means): if it matches, it needs no download.
+bool ExistingFileMatches(const fs::path& path, const HfFile& file) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec) || fs::file_size(path, ec) != file.size) return false;
+  if (FileOid(file).empty()) return false;
+  auto reader = oci::OpenFile(path);
+  if (!reader) return false;
+  auto verifying = NewHfVerifyingReader(std::move(*reader), file, path.string());
+  oci::NullWriter sink;
+  return oci::Copy(*verifying, sink).has_value();
+}
+
+oci::Result<void> CreateEmptyFile(const fs::path& path, const HfFile& file) {
+  FileHasher hasher(file);
+  if (!hasher.expected().empty() && hasher.HexDigest() != hasher.expected()) {
+    return Fail(ErrorCode::kVerificationFailed,
+                file.path + ": the Hub lists it as empty but its hash is not an empty file's");
+  }
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  return oci::WriteFileAtomic(path, "");
+}
+
+}  // namespace
+
+oci::Result<DownloadResult> Download(std::shared_ptr<registry::Transport> transport,
+                                     const DownloadOptions& options, Progress* progress) {
+  MC_ASSIGN_OR_RETURN(HfRepoRef ref, ParseHfSource(options.source));
+  if (options.segment_size < (64 << 10)) {
+    return Fail(ErrorCode::kInvalidInput, "--segment-size must be at least 64K");
+  }
+  HfClient client(std::move(transport), options.hub);
+  MC_ASSIGN_OR_RETURN(std::string commit, client.ResolveCommit(ref));
+  MC_ASSIGN_OR_RETURN(auto listed, client.ListFiles(ref.repo_id, commit));
+  auto files = FilterHfFiles(listed, options.include, options.exclude);
+  if (files.empty()) {
+    return Fail(ErrorCode::kInvalidInput,
+                ref.String() + "@" + commit.substr(0, 12) + ": " +
+                    (listed.empty() ? "the repository has no files"
+                                    : "no file matches --include/--exclude"));
+  }
+  DownloadResult result{ref.String(), ref.repo_id, ref.revision, commit, files.size()};
+  for (const auto& f : files) result.bytes += f.size;
+
+  fs::path state_dir = options.dir / kDownloadStateDir;
+  std::error_code ec;
+  fs::create_directories(state_dir, ec);
+  if (ec) {
+    return Fail(ErrorCode::kIo, "cannot create " + state_dir.string() + ": " + ec.message());
+  }
+  Manifest manifest = LoadManifest(state_dir / "manifest.json");
+  manifest.source = result.source;
+  manifest.commit = commit;
+
+  std::vector<std::unique_ptr<FileJob>> jobs;
+  uint64_t to_fetch = 0;
+  for (const auto& f : files) {
+    if (f.path == kDownloadStateDir || f.path.starts_with(std::string(kDownloadStateDir) + "/")) {
+      return Fail(ErrorCode::kInvalidInput, f.path + ": clashes with the download state directory");
+    }
+    fs::path final_path = options.dir / f.path;
+    auto known = manifest.files.find(f.path);
+    bool verified = known != manifest.files.end() && known->second.oid == FileOid(f) &&
+                    known->second.size == f.size && fs::is_regular_file(final_path, ec) &&
+                    fs::file_size(final_path, ec) == f.size;
+    if (!verified && ExistingFileMatches(final_path, f)) {
+      manifest.files[f.path] = VerifiedFile{f.size, FileOid(f)};
+      verified = true;
+    }
+    if (verified) {
+      ++result.files_skipped;
+      continue;
+    }
+    if (f.size == 0) {
+      MC_RETURN_IF_ERROR(CreateEmptyFile(final_path, f));
+      manifest.files[f.path] = VerifiedFile{0, FileOid(f)};
+      continue;
+    }
+    auto job = std::make_unique<FileJob>();
+    job->file = f;
+    job->final_path = final_path;
+    std::string key = StateKey(f.path);
+    job->part_path = state_dir / (key + ".part");
+    job->state_path = state_dir / (key + ".json");
+    job->loc.repo_id = ref.repo_id;
+    job->loc.commit = commit;
+    job->loc.file = f;
+    MC_RETURN_IF_ERROR(PrepareJob(*job, options.segment_size));
+    to_fetch += f.size;
+    for (uint64_t d : job->state.done) to_fetch -= d;
+    jobs.push_back(std::move(job));
+  }
+  MC_RETURN_IF_ERROR(SaveManifest(state_dir / "manifest.json", manifest));
+  registry::Log()->info("{}@{}: {} files, {} bytes; {} already verified", result.source, commit,
+                        result.files, result.bytes, result.files_skipped);
+
+  std::shared_ptr<ProgressTask> task;
+  if (progress) task = progress->Start("download", ref.repo_id, to_fetch);
+  Run run(client, options, state_dir, manifest, task);
+  auto status = run.Execute(jobs);
+  result.bytes_transferred = run.transferred();
+  if (task) task->Finish();
+  if (!status) return std::unexpected(status.error());
+  return result;
+}
+
+}  // namespace mc::engine

@@ -1,0 +1,80 @@
+#include "engine/image_ref.h"
+
+#include "oci/layout.h"
+
+namespace mc::engine {
+
+std::string ImageLocation::TagOrDigest() const {
+  if (kind == Kind::kOciLayout) return tag;
+  size_t at = reference.find('@');
+  if (at != std::string::npos) return reference.substr(at + 1);
+  size_t slash = reference.rfind('/');
+  size_t colon = reference.rfind(':');
+  if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+    return reference.substr(colon + 1);
+  }
+  return "";
+}
+
+oci::Result<ImageLocation> ParseImageLocation(const std::string& s) {
+  ImageLocation loc;
+  loc.original = s;
+  if (s.starts_with("oci:")) {
+    std::string rest = s.substr(4);
+    size_t colon = rest.find(':');
+    loc.kind = ImageLocation::Kind::kOciLayout;
+    loc.path = rest.substr(0, colon);
+    if (colon != std::string::npos) loc.tag = rest.substr(colon + 1);
+    if (loc.path.empty()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "invalid image location \"" + s + "\": oci: needs a directory, e.g. oci:./out:latest");
+    }
+    if (colon != std::string::npos && loc.tag.empty()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "invalid image location \"" + s + "\": empty tag after ':'");
+    }
+    return loc;
+  }
+  if (s.starts_with("docker://")) {
+    loc.kind = ImageLocation::Kind::kDocker;
+    loc.reference = s.substr(9);
+    if (loc.reference.empty()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "invalid image location \"" + s + "\": docker:// needs HOST/REPO[:TAG]");
+    }
+    return loc;
+  }
+  return oci::Fail(oci::ErrorCode::kInvalidInput,
+                   "invalid image location \"" + s +
+                       "\": use oci:DIR[:TAG] or docker://HOST/REPO[:TAG]");
+}
+
+oci::Result<OpenedDestination> OpenDestination(const ImageLocation& loc,
+                                               const RemoteSettings& /*remote*/) {
+  OpenedDestination out;
+  if (loc.kind == ImageLocation::Kind::kOciLayout) {
+    MC_ASSIGN_OR_RETURN(auto dest, oci::LayoutDestination::Open(loc.path));
+    out.dest = std::move(dest);
+    if (!loc.tag.empty()) out.tag = loc.tag;
+    out.canonical = "oci:" + loc.path + (loc.tag.empty() ? "" : ":" + loc.tag);
+    return out;
+  }
+  // docker:// destinations: wired to registry/remote.h (OpenRemoteDestination).
+  return oci::Fail(oci::ErrorCode::kInvalidInput,
+                   "docker:// destinations are not available in this build: " + loc.original);
+}
+
+oci::Result<OpenedSource> OpenSource(const ImageLocation& loc, const RemoteSettings& /*remote*/) {
+  OpenedSource out;
+  if (loc.kind == ImageLocation::Kind::kOciLayout) {
+    MC_ASSIGN_OR_RETURN(auto src, oci::LayoutSource::Open(loc.path));
+    out.source = std::move(src);
+    out.tag_or_digest = loc.tag;
+    out.canonical = "oci:" + loc.path + (loc.tag.empty() ? "" : ":" + loc.tag);
+    return out;
+  }
+  return oci::Fail(oci::ErrorCode::kInvalidInput,
+                   "docker:// sources are not available in this build: " + loc.original);
+}
+
+}  // namespace mc::engine

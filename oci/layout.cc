@@ -1,0 +1,265 @@
+// OCI image layout reader and writer.
+//
+// We follow go-containerregistry's layout/write.go: a blob goes to a temp file
+// in the blob directory (same filesystem, so rename is atomic), is synced, and
+// is renamed to its digest once the producer tells us the digest. The digest
+// comes from the producer (lazy-digest contract in store.h), so the layout
+// never hashes a layer twice; a copy verifies on the way in (VerifyingReader).
+//
+// index.json is updated by read-modify-write under an flock on
+// DIR/.index.json.lock, then replaced by rename: concurrent writers of the
+// same layout (two builds tagging one layout) cannot lose each other's tags.
+#include "oci/layout.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "oci/media_types.h"
+
+namespace mc::oci {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kLayoutFile = R"({"imageLayoutVersion":"1.0.0"})";
+
+Error IoError(const std::string& what, int err) {
+  return Error{ErrorCode::kIo, what + ": " + ErrnoMessage(err), 0, std::nullopt};
+}
+
+class LayoutBlobWriter final : public BlobWriter {
+ public:
+  LayoutBlobWriter(LayoutDestination* dest, std::string tmp, int fd)
+      : dest_(dest), tmp_(std::move(tmp)), out_(fd, tmp_) {}
+  ~LayoutBlobWriter() override { Abort(); }
+
+  Result<void> Write(std::span<const std::byte> data) override {
+    if (finished_) return Fail(ErrorCode::kInternal, "write after commit");
+    auto r = out_.Write(data);
+    if (!r) {
+      return std::unexpected(r.error().Wrap("writing blob into " + dest_->Describe()));
+    }
+    written_ += data.size();
+    return {};
+  }
+
+  Result<void> Commit(const Digest& digest, uint64_t size) override {
+    if (finished_) return Fail(ErrorCode::kInternal, "blob committed twice");
+    if (size != written_) {
+      Abort();
+      return Fail(ErrorCode::kVerificationFailed,
+                  "blob " + digest.Short() + ": wrote " + std::to_string(written_) +
+                      " bytes, expected " + std::to_string(size));
+    }
+    if (auto r = out_.Close(); !r) {
+      Abort();
+      return std::unexpected(r.error());
+    }
+    fs::path final_path = dest_->BlobPath(digest);
+    struct stat st;
+    if (::stat(final_path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == size) {
+      ::unlink(tmp_.c_str());  // already there: never rewrite an existing blob
+    } else if (::rename(tmp_.c_str(), final_path.c_str()) != 0) {
+      int err = errno;
+      Abort();
+      return std::unexpected(IoError("renaming blob to " + final_path.string(), err));
+    }
+    finished_ = true;
+    return {};
+  }
+
+  void Abort() override {
+    if (finished_) return;
+    finished_ = true;
+    ::unlink(tmp_.c_str());
+  }
+
+ private:
+  LayoutDestination* dest_;
+  std::string tmp_;
+  FdWriter out_;
+  uint64_t written_ = 0;
+  bool finished_ = false;
+};
+
+// Holds an flock for the lifetime of the object.
+class FileLock {
+ public:
+  explicit FileLock(const fs::path& path) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ >= 0) {
+      while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  ~FileLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+Result<void> EnsureDir(const fs::path& p) {
+  std::error_code ec;
+  fs::create_directories(p, ec);
+  if (ec) {
+    return Fail(ErrorCode::kIo, "cannot create directory " + p.string() + ": " + ec.message());
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<Index> ReadLayoutIndex(const fs::path& dir) {
+  auto bytes = ReadFileToString(dir / "index.json");
+  if (!bytes) {
+    if (bytes.error().code == ErrorCode::kNotFound) {
+      return Fail(ErrorCode::kNotFound, "no OCI layout at " + dir.string() + " (index.json missing)");
+    }
+    return std::unexpected(bytes.error());
+  }
+  return ParseIndex(*bytes, dir.string() + "/index.json");
+}
+
+Result<std::unique_ptr<LayoutDestination>> LayoutDestination::Open(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    return Fail(ErrorCode::kInvalidInput,
+                "destination " + dir.string() + " exists and is not a directory");
+  }
+  if (fs::exists(dir / "index.json", ec) && !fs::exists(dir / "oci-layout", ec)) {
+    return Fail(ErrorCode::kInvalidInput,
+                dir.string() + " has an index.json but no oci-layout file: not an OCI layout");
+  }
+  MC_RETURN_IF_ERROR(EnsureDir(dir / "blobs" / "sha256"));
+  if (!fs::exists(dir / "oci-layout", ec)) {
+    MC_RETURN_IF_ERROR(WriteFileAtomic(dir / "oci-layout", kLayoutFile));
+  }
+  if (!fs::exists(dir / "index.json", ec)) {
+    Index empty;
+    MC_RETURN_IF_ERROR(WriteFileAtomic(dir / "index.json", SerializeIndex(empty)));
+  }
+  return std::unique_ptr<LayoutDestination>(new LayoutDestination(dir));
+}
+
+fs::path LayoutDestination::BlobPath(const Digest& d) const {
+  return dir_ / "blobs" / "sha256" / d.hex();
+}
+
+Result<bool> LayoutDestination::Exists(const Digest& digest) {
+  struct stat st;
+  if (::stat(BlobPath(digest).c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  return std::unexpected(IoError("stat " + BlobPath(digest).string(), errno));
+}
+
+Result<std::unique_ptr<BlobWriter>> LayoutDestination::Begin(const BlobHint& /*hint*/) {
+  std::string tmpl = (dir_ / "blobs" / "sha256" / ".tmp-XXXXXX").string();
+  int fd = ::mkstemp(tmpl.data());
+  if (fd < 0) return std::unexpected(IoError("creating a temp blob in " + dir_.string(), errno));
+  ::fchmod(fd, 0644);
+  return std::make_unique<LayoutBlobWriter>(this, tmpl, fd);
+}
+
+Result<void> LayoutDestination::PutChildManifest(const RawManifest& manifest) {
+  MC_ASSIGN_OR_RETURN(bool have, Exists(manifest.digest));
+  if (have) return {};
+  MC_ASSIGN_OR_RETURN(auto w, Begin(BlobHint{}));
+  MC_RETURN_IF_ERROR(w->Write(AsBytes(manifest.bytes)));
+  return w->Commit(manifest.digest, manifest.bytes.size());
+}
+
+Result<void> LayoutDestination::PutManifest(const RawManifest& manifest,
+                                            const std::optional<std::string>& tag) {
+  // The manifest blob first: index.json must never name a missing blob.
+  MC_RETURN_IF_ERROR(PutChildManifest(manifest));
+  std::lock_guard guard(index_mu_);
+  FileLock lock(dir_ / ".index.json.lock");
+  if (!lock.ok()) return std::unexpected(IoError("locking " + dir_.string() + "/index.json", errno));
+  MC_ASSIGN_OR_RETURN(Index index, ReadLayoutIndex(dir_));
+  Descriptor desc = manifest.ToDescriptor();
+  std::vector<Descriptor> kept;
+  for (auto& d : index.manifests) {
+    auto name = d.annotations.find(std::string(kRefNameAnnotation));
+    bool same_tag = tag && name != d.annotations.end() && name->second == *tag;
+    bool same_untagged = !tag && name == d.annotations.end() && d.digest == desc.digest;
+    if (!same_tag && !same_untagged) kept.push_back(std::move(d));
+  }
+  if (tag) desc.annotations[std::string(kRefNameAnnotation)] = *tag;
+  kept.push_back(desc);
+  index.manifests = std::move(kept);
+  return WriteFileAtomic(dir_ / "index.json", SerializeIndex(index));
+}
+
+Result<std::unique_ptr<LayoutSource>> LayoutSource::Open(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return Fail(ErrorCode::kNotFound, "no OCI layout at " + dir.string());
+  }
+  if (!fs::exists(dir / "oci-layout", ec)) {
+    return Fail(ErrorCode::kInvalidInput, dir.string() + " is not an OCI layout (no oci-layout file)");
+  }
+  MC_RETURN_IF_ERROR(ReadLayoutIndex(dir));
+  return std::unique_ptr<LayoutSource>(new LayoutSource(dir));
+}
+
+Result<RawManifest> LayoutSource::GetManifest(const std::string& tag_or_digest) {
+  Descriptor desc;
+  if (tag_or_digest.starts_with("sha256:")) {
+    MC_ASSIGN_OR_RETURN(desc.digest, Digest::Parse(tag_or_digest));
+    desc.size = -1;
+  } else {
+    MC_ASSIGN_OR_RETURN(Index index, ReadLayoutIndex(dir_));
+    const Descriptor* found = nullptr;
+    if (tag_or_digest.empty() && index.manifests.size() == 1) {
+      found = &index.manifests[0];
+    } else {
+      std::string want = tag_or_digest.empty() ? "latest" : tag_or_digest;
+      for (const auto& d : index.manifests) {
+        auto it = d.annotations.find(std::string(kRefNameAnnotation));
+        if (it != d.annotations.end() && it->second == want) found = &d;
+      }
+    }
+    if (!found) {
+      if (tag_or_digest.empty() && index.manifests.size() > 1) {
+        return Fail(ErrorCode::kInvalidInput, Describe() + " holds several images: name one as oci:DIR:TAG");
+      }
+      return Fail(ErrorCode::kNotFound, "no image tagged \"" +
+                                            (tag_or_digest.empty() ? "latest" : tag_or_digest) +
+                                            "\" in " + Describe());
+    }
+    desc = *found;
+  }
+  MC_ASSIGN_OR_RETURN(auto reader, OpenBlob(desc));
+  MC_ASSIGN_OR_RETURN(std::string bytes, ReadAll(*reader, 8 << 20));
+  RawManifest raw;
+  raw.bytes = std::move(bytes);
+  raw.digest = Digest::Of(raw.bytes);
+  if (raw.digest != desc.digest) {
+    return Fail(ErrorCode::kVerificationFailed, "manifest " + desc.digest.Short() + " in " +
+                                                    Describe() + " does not match its digest");
+  }
+  if (!desc.media_type.empty()) {
+    raw.media_type = desc.media_type;
+  } else {
+    MC_ASSIGN_OR_RETURN(raw.media_type, DetectManifestMediaType(raw.bytes));
+  }
+  return raw;
+}
+
+Result<std::unique_ptr<Reader>> LayoutSource::OpenBlob(const Descriptor& desc) {
+  fs::path p = dir_ / "blobs" / "sha256" / desc.digest.hex();
+  auto r = OpenFile(p);
+  if (!r && r.error().code == ErrorCode::kNotFound) {
+    return Fail(ErrorCode::kNotFound, "blob " + desc.digest.Short() + " missing from " + Describe());
+  }
+  return r;
+}
+
+}  // namespace mc::oci
