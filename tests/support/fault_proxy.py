@@ -4,11 +4,15 @@ production, for integration tests (protocols.md 1.3, 1.9):
 
   --cut-request-after N   after forwarding N bytes of a request body (method
                           --cut-method, "" = any), drop both connections
-                          (a "connection reset" mid-PATCH); --cut-times times
+                          (a "connection reset" mid-PATCH); --cut-times times,
+                          after letting --cut-skip such requests through
   --cut-response-after N  drop the connection after N bytes of a response body
   --fail-first K          answer the first K requests with --fail-status
                           (+ Retry-After: --retry-after when > 0) and a JSON
                           error body, without forwarding them
+  --buffer-requests       read a whole request body before forwarding it (like
+                          nginx): a cut or a client killed mid-body never
+                          reaches the upstream
   --flip-byte-at N        flip one byte at offset N of the first GET /blobs/ body
   --path-filter S         only requests whose path contains S are faulted
 
@@ -32,6 +36,7 @@ class State:
         self.args = args
         self.lock = threading.Lock()
         self.cuts_left = args.cut_times if args.cut_request_after > 0 else 0
+        self.skip_left = args.cut_skip
         self.response_cuts_left = args.cut_times if args.cut_response_after > 0 else 0
         self.fails_left = args.fail_first
         self.flip_left = 1 if args.flip_byte_at >= 0 else 0
@@ -109,10 +114,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
             st.log(f"fail {a.fail_status} {self.command} {self.path.split('?')[0]}")
             return
-        up = http.client.HTTPConnection(a.upstream, timeout=120)
-        up.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         has_body = "Content-Length" in self.headers or "Transfer-Encoding" in self.headers
         chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        cut_req = (faulted and a.cut_request_after > 0 and has_body and
+                   (not a.cut_method or a.cut_method == self.command))
+        if cut_req and st.take("skip_left"):
+            cut_req = False
+        pieces = self.read_body_pieces() if has_body else iter(())
+        if a.buffer_requests and has_body:
+            # Like nginx's proxy_request_buffering: the upstream sees a request
+            # only once its whole body has arrived.
+            buffered, total = [], 0
+            for piece in pieces:
+                if cut_req and total + len(piece) >= a.cut_request_after and \
+                        st.take("cuts_left"):
+                    st.log(f"cut {self.command} {self.path.split('?')[0]} after "
+                           f"{a.cut_request_after} request bytes (buffered, not forwarded)")
+                    return self.drop()
+                buffered.append(piece)
+                total += len(piece)
+            expected = self.headers.get("Content-Length")
+            if expected is not None and total < int(expected):
+                st.log(f"incomplete {self.command} {self.path.split('?')[0]} not forwarded")
+                return self.drop()
+            pieces, cut_req = iter(buffered), False
+        up = http.client.HTTPConnection(a.upstream, timeout=120)
+        up.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         for k, v in self.headers.items():
             if k.lower() in HOP_BY_HOP:
                 continue
@@ -120,11 +147,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if chunked:
             up.putheader("Transfer-Encoding", "chunked")
         up.endheaders()
-        cut_req = (faulted and a.cut_request_after > 0 and has_body and
-                   (not a.cut_method or a.cut_method == self.command))
         sent = 0
         if has_body:
-            for piece in self.read_body_pieces():
+            for piece in pieces:
                 if cut_req and sent + len(piece) >= a.cut_request_after and st.take("cuts_left"):
                     keep = a.cut_request_after - sent
                     self.send_piece(up, piece[:keep], chunked)
@@ -210,6 +235,8 @@ def main():
     p.add_argument("--cut-request-after", type=int, default=0)
     p.add_argument("--cut-method", default="PATCH")
     p.add_argument("--cut-times", type=int, default=1)
+    p.add_argument("--cut-skip", type=int, default=0)
+    p.add_argument("--buffer-requests", action="store_true")
     p.add_argument("--cut-response-after", type=int, default=0)
     p.add_argument("--fail-first", type=int, default=0)
     p.add_argument("--fail-status", type=int, default=503)

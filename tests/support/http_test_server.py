@@ -178,7 +178,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def bearer(self, path):
         body = self.read_body()
-        repo = path[len("/v2/"):].rsplit("/", 1)[0]
+        rest = path[len("/v2/"):]
+        cut = min((rest.find(m) for m in ("/manifests/", "/blobs/", "/tags/") if m in rest),
+                  default=len(rest))
+        repo = rest[:cut]
         action = "pull" if self.command in ("GET", "HEAD") else "push"
         auth = self.headers.get("Authorization", "")
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None

@@ -396,6 +396,8 @@ FaultProxy::FaultProxy(const std::string& upstream, const FaultOptions& o) {
                                      o.cut_method,
                                      "--cut-times",
                                      std::to_string(o.cut_times),
+                                     "--cut-skip",
+                                     std::to_string(o.cut_skip),
                                      "--cut-response-after",
                                      std::to_string(o.cut_response_after),
                                      "--fail-first",
@@ -410,6 +412,7 @@ FaultProxy::FaultProxy(const std::string& upstream, const FaultOptions& o) {
                                      o.path_filter,
                                      "--fault-log",
                                      (dir_ / "faults.log").string()};
+    if (o.buffer_requests) argv.push_back("--buffer-requests");
     if (!proc_.Start(argv, dir_ / "proxy.log")) {
       error_ = "cannot start fault_proxy.py";
       return;

@@ -147,6 +147,11 @@ struct FaultOptions {
   int64_t cut_request_after = 0;
   std::string cut_method = "PATCH";
   int cut_times = 1;
+  int cut_skip = 0;  // let this many matching requests through first
+  // Read each request body whole before forwarding it (nginx's default
+  // proxy_request_buffering): a cut or killed client never leaves a partial
+  // PATCH at the registry, so distribution's session stays resumable.
+  bool buffer_requests = false;
   // Cut the connection after this many bytes of a response body (GET of blobs).
   int64_t cut_response_after = 0;
   // Answer the first fail_first requests with fail_status (+ Retry-After when > 0 s).

@@ -1,0 +1,242 @@
+// Distribution API calls (protocols.md 1.1–1.5).
+//
+// Manifests are bytes, not JSON: the digest is over the exact bytes
+// (1.5 "never re-serialize"), so GetManifest keeps what arrived and
+// PutManifest sends what it is given. The Content-Type decides the media
+// type, parameters ignored (1.2); a `mediaType` inside the body wins when
+// the server labels the body generically (application/json).
+//
+// Mount follows go-containerregistry: `mount` and `from` always together
+// (Quay needs both), and a 202 is not an error but a fresh session (1.4).
+#include "registry/client.h"
+
+#include <nlohmann/json.hpp>
+
+#include "oci/media_types.h"
+#include "registry/api_error.h"
+#include "registry/http_util.h"
+#include "registry/log.h"
+
+namespace mc::registry {
+namespace {
+
+constexpr size_t kMaxManifestBytes = 8 << 20;  // spec: at least 4 MB must work
+
+std::optional<int64_t> ContentLength(const HttpResponse& r) {
+  auto v = r.Header("content-length");
+  if (!v) return std::nullopt;
+  try {
+    return std::stoll(*v);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::string BodyMediaType(const std::string& bytes) {
+  try {
+    auto j = nlohmann::json::parse(bytes);
+    if (j.is_object() && j.contains("mediaType") && j["mediaType"].is_string()) {
+      return j["mediaType"].get<std::string>();
+    }
+  } catch (const nlohmann::json::exception&) {
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string StripMediaTypeParameters(std::string_view content_type) {
+  return ToLower(TrimWhitespace(content_type.substr(0, content_type.find(';'))));
+}
+
+RegistryClient::RegistryClient(std::shared_ptr<Transport> transport, std::string base_url,
+                               std::string registry, std::string repository)
+    : transport_(std::move(transport)),
+      base_url_(std::move(base_url)),
+      registry_(std::move(registry)),
+      repository_(std::move(repository)) {}
+
+std::string RegistryClient::Describe() const { return "docker://" + registry_ + "/" + repository_; }
+
+std::string RegistryClient::Url(std::string_view suffix) const {
+  return base_url_ + "/v2/" + repository_ + "/" + std::string(suffix);
+}
+
+UploadTarget RegistryClient::Target() const {
+  return UploadTarget{transport_, base_url_, repository_, registry_, Describe()};
+}
+
+oci::Result<void> RegistryClient::Ping() {
+  HttpRequest req;
+  req.url = base_url_ + "/v2/";
+  req.idempotent = true;
+  MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
+  if (resp.status == 200) {
+    (void)resp.ReadBody(64 << 10);
+    return {};
+  }
+  return std::unexpected(ApiError(resp, {"ping " + base_url_ + "/v2/", registry_}));
+}
+
+oci::Result<std::optional<oci::Descriptor>> RegistryClient::HeadManifest(
+    const std::string& tag_or_digest) {
+  HttpRequest req;
+  req.method = "HEAD";
+  req.url = Url("manifests/" + tag_or_digest);
+  req.headers = {{"Accept", std::string(oci::media::kManifestAccept)}};
+  req.idempotent = true;
+  MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
+  if (resp.status == 404) return std::nullopt;
+  std::string what = "HEAD manifest " + Describe() + ":" + tag_or_digest;
+  if (resp.status != 200) return std::unexpected(ApiError(resp, {what, registry_}));
+  oci::Descriptor d;
+  d.media_type = StripMediaTypeParameters(resp.Header("content-type").value_or(""));
+  d.size = ContentLength(resp).value_or(-1);
+  auto dcd = resp.Header("docker-content-digest");
+  if (dcd) {
+    MC_ASSIGN_OR_RETURN(d.digest, oci::Digest::Parse(*dcd));
+  } else if (auto pinned = oci::Digest::Parse(tag_or_digest)) {
+    d.digest = *pinned;
+  }
+  return d;
+}
+
+oci::Result<oci::RawManifest> RegistryClient::GetManifest(const std::string& tag_or_digest) {
+  HttpRequest req;
+  req.url = Url("manifests/" + tag_or_digest);
+  req.headers = {{"Accept", std::string(oci::media::kManifestAccept)}};
+  req.idempotent = true;
+  std::string what = "GET manifest " + Describe() +
+                     (tag_or_digest.starts_with("sha256:") ? "@" : ":") + tag_or_digest;
+  MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
+  if (resp.status != 200) return std::unexpected(ApiError(resp, {what, registry_}));
+  auto bytes = resp.ReadBody(kMaxManifestBytes);
+  if (!bytes) return std::unexpected(bytes.error().Wrap(what));
+  std::string media_type = StripMediaTypeParameters(resp.Header("content-type").value_or(""));
+  std::string inner = BodyMediaType(*bytes);
+  if (!inner.empty() && inner != media_type) {
+    if (!media_type.empty() && media_type != "application/json" && media_type != "text/plain") {
+      Log()->warn("{}: Content-Type {} but the manifest says {}; using the latter", what,
+                  media_type, inner);
+    }
+    media_type = inner;
+  }
+  auto m = oci::RawManifest::FromBytes(std::move(*bytes), media_type);
+  if (auto pinned = oci::Digest::Parse(tag_or_digest); pinned && *pinned != m.digest) {
+    return oci::Fail(oci::ErrorCode::kVerificationFailed,
+                     what + ": the registry sent bytes with digest " + m.digest.String());
+  }
+  if (auto dcd = resp.Header("docker-content-digest"); dcd && *dcd != m.digest.String()) {
+    return oci::Fail(oci::ErrorCode::kVerificationFailed, what + ": Docker-Content-Digest " + *dcd +
+                                                              " does not match the bytes (" +
+                                                              m.digest.String() + ")");
+  }
+  return m;
+}
+
+oci::Result<void> RegistryClient::PutManifest(const oci::RawManifest& manifest,
+                                              const std::string& tag_or_digest) {
+  HttpRequest req;
+  req.method = "PUT";
+  req.url = Url("manifests/" + tag_or_digest);
+  req.headers = {{"Content-Type", manifest.media_type}};
+  req.body = oci::AsBytes(manifest.bytes);
+  req.idempotent = true;
+  std::string what = "PUT manifest " + Describe() +
+                     (tag_or_digest.starts_with("sha256:") ? "@" : ":") + tag_or_digest;
+  MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
+  if (resp.status != 201 && resp.status != 200 && resp.status != 202) {
+    return std::unexpected(ApiError(resp, {what, registry_}));
+  }
+  (void)resp.ReadBody(64 << 10);
+  oci::Digest want = oci::Digest::Of(manifest.bytes);
+  if (auto dcd = resp.Header("docker-content-digest"); dcd && *dcd != want.String()) {
+    return oci::Fail(oci::ErrorCode::kVerificationFailed,
+                     what + ": the registry stored digest " + *dcd + ", ours is " + want.String());
+  }
+  return {};
+}
+
+oci::Result<std::optional<int64_t>> RegistryClient::HeadBlob(const oci::Digest& digest) {
+  HttpRequest req;
+  req.method = "HEAD";
+  req.url = Url("blobs/" + digest.String());
+  req.idempotent = true;
+  MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
+  if (resp.status == 404) return std::nullopt;
+  if (resp.status != 200) {
+    return std::unexpected(
+        ApiError(resp, {"HEAD blob " + digest.Short() + " in " + Describe(), registry_}));
+  }
+  return ContentLength(resp).value_or(-1);
+}
+
+oci::Result<BlobStream> RegistryClient::GetBlob(const oci::Digest& digest, uint64_t offset) {
+  HttpRequest req;
+  req.url = Url("blobs/" + digest.String());
+  if (offset > 0) req.headers = {{"Range", "bytes=" + std::to_string(offset) + "-"}};
+  req.idempotent = true;
+  std::string what = "GET blob " + digest.Short() + " from " + Describe();
+  MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
+  BlobStream out;
+  if (resp.status == 200) {
+    out.size = ContentLength(resp).value_or(-1);
+  } else if (resp.status == 206) {
+    // Content-Range: bytes <start>-<end>/<total>
+    std::string cr = resp.Header("content-range").value_or("");
+    size_t sp = cr.find(' '), dash = cr.find('-'), slash = cr.find('/');
+    try {
+      out.offset = std::stoull(cr.substr(sp + 1, dash - sp - 1));
+      if (slash != std::string::npos && cr.substr(slash + 1) != "*") {
+        out.size = std::stoll(cr.substr(slash + 1));
+      }
+    } catch (...) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput, what + ": bad Content-Range \"" + cr + "\"");
+    }
+    if (out.offset != offset) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       what + ": asked for byte " + std::to_string(offset) + ", got " + cr);
+    }
+  } else {
+    return std::unexpected(ApiError(resp, {what, registry_}));
+  }
+  out.body = std::move(resp.body);
+  return out;
+}
+
+oci::Result<MountResult> RegistryClient::Mount(const oci::Digest& digest,
+                                               const std::string& from_repository,
+                                               UploadOptions options) {
+  HttpRequest req;
+  req.method = "POST";
+  req.url = Url("blobs/uploads/?mount=" + digest.String() + "&from=" + from_repository);
+  std::string request_url = req.url;
+  std::string what = "mount " + digest.Short() + " from " + from_repository + " into " + Describe();
+  MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
+  MountResult out;
+  if (resp.status == 201) {
+    (void)resp.ReadBody(64 << 10);
+    out.mounted = true;
+    return out;
+  }
+  if (resp.status == 202) {
+    auto loc = resp.Header("location");
+    (void)resp.ReadBody(64 << 10);
+    if (!loc) return oci::Fail(oci::ErrorCode::kInvalidInput, what + ": 202 without Location");
+    out.session = std::make_unique<UploadSession>(Target(), ResolveLocation(request_url, *loc),
+                                                  std::move(options));
+    return out;
+  }
+  return std::unexpected(ApiError(resp, {what, registry_}));
+}
+
+oci::Result<std::unique_ptr<UploadSession>> RegistryClient::StartUpload(UploadOptions options) {
+  return UploadSession::Start(Target(), std::move(options));
+}
+
+oci::Result<std::unique_ptr<UploadSession>> RegistryClient::ResumeUpload(const std::string& url,
+                                                                         UploadOptions options) {
+  return UploadSession::Resume(Target(), url, std::move(options));
+}
+
+}  // namespace mc::registry

@@ -1,0 +1,98 @@
+// The distribution API for one repository on one registry (protocols.md 1).
+//
+// RegistryClient speaks over a Transport that already authenticates and
+// retries (auth.h, retry.h); it builds URLs, sets the headers each endpoint
+// needs, keeps manifest bytes exactly as received or given, verifies digests,
+// and turns error responses into one-line errors (api_error.h):
+//   401/403 kUnauthorized, 404 kNotFound, 416 kRangeNotSatisfiable,
+//   408/429/5xx kTransient, digest mismatches kVerificationFailed.
+//
+// Blocking. Thread guarantee: safe for concurrent use (no mutable state
+// beyond the shared Transport); each UploadSession is used by one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "oci/digest.h"
+#include "oci/error.h"
+#include "oci/image.h"
+#include "oci/io.h"
+#include "registry/reference.h"
+#include "registry/transport.h"
+#include "registry/upload.h"
+
+namespace mc::registry {
+
+struct BlobStream {
+  std::unique_ptr<oci::Reader> body;
+  uint64_t offset = 0;  // first byte of body in the blob (0 when a Range was ignored)
+  int64_t size = -1;    // whole blob size when known
+};
+
+struct MountResult {
+  bool mounted = false;
+  // When not mounted (202): the upload session the registry started instead.
+  std::unique_ptr<UploadSession> session;
+};
+
+class RegistryClient {
+ public:
+  // base_url: "https://host:port" (scheme chosen by the caller, see remote.h).
+  // `registry` and `repository` as in Reference ("docker.io" → base_url of
+  // registry-1.docker.io).
+  RegistryClient(std::shared_ptr<Transport> transport, std::string base_url, std::string registry,
+                 std::string repository);
+
+  const std::string& base_url() const { return base_url_; }
+  const std::string& repository() const { return repository_; }
+  // "docker://registry/repository".
+  std::string Describe() const;
+
+  // GET /v2/: 200 ok; 401 after auth (the Transport handles challenges) is kUnauthorized.
+  oci::Result<void> Ping();
+
+  // HEAD a manifest by tag or digest: nullopt on 404. The descriptor has the
+  // media type (parameters dropped), Docker-Content-Digest and Content-Length.
+  oci::Result<std::optional<oci::Descriptor>> HeadManifest(const std::string& tag_or_digest);
+  // GET with the Accept list of media_types.h; the bytes are kept exactly.
+  // When requested by digest the bytes are hashed and compared; a
+  // Docker-Content-Digest header that disagrees with the bytes is refused.
+  oci::Result<oci::RawManifest> GetManifest(const std::string& tag_or_digest);
+  // PUT with Content-Type = manifest.media_type and the exact bytes; checks
+  // the Docker-Content-Digest the registry returns.
+  oci::Result<void> PutManifest(const oci::RawManifest& manifest, const std::string& tag_or_digest);
+
+  // HEAD a blob: its size, or nullopt on 404.
+  oci::Result<std::optional<int64_t>> HeadBlob(const oci::Digest& digest);
+  // GET a blob from `offset` (Range: bytes=offset-). Redirects to storage are
+  // followed by the Transport without credentials. A 200 to a ranged request
+  // means the whole blob (offset 0 in the result). Not verified: wrap the
+  // body in oci::VerifyingReader.
+  oci::Result<BlobStream> GetBlob(const oci::Digest& digest, uint64_t offset = 0);
+
+  // POST ?mount=&from= (protocols.md 1.4): 201 → mounted; 202 → a session.
+  oci::Result<MountResult> Mount(const oci::Digest& digest, const std::string& from_repository,
+                                 UploadOptions options = {});
+  oci::Result<std::unique_ptr<UploadSession>> StartUpload(UploadOptions options = {});
+  // Continues a persisted session (kNotFound: the registry forgot it).
+  oci::Result<std::unique_ptr<UploadSession>> ResumeUpload(const std::string& url,
+                                                           UploadOptions options = {});
+
+  UploadTarget Target() const;
+
+ private:
+  std::string Url(std::string_view suffix) const;
+
+  std::shared_ptr<Transport> transport_;
+  std::string base_url_;
+  std::string registry_;
+  std::string repository_;
+};
+
+// "application/vnd.oci.image.manifest.v1+json; charset=utf-8" → without parameters.
+std::string StripMediaTypeParameters(std::string_view content_type);
+
+}  // namespace mc::registry

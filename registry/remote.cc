@@ -1,0 +1,257 @@
+// Registry-backed ImageDestination and ImageSource.
+//
+// The blob writer is where the store contract (oci/store.h) meets the
+// distribution API: the producer streams a layer it is still hashing, so the
+// digest arrives only at Commit and goes into the closing `PUT ?digest=`.
+// When the digest is known up front (copy, base layers) a HEAD comes first
+// and a mount is tried when the hint names a repository on the same registry
+// (protocols.md 1.9 step 1); a mount needs a token with pull on the source
+// (2.4), so mounts use their own client whose scopes include it.
+#include "registry/remote.h"
+
+#include "registry/auth.h"
+#include "registry/credentials.h"
+#include "registry/curl_transport.h"
+#include "registry/http_util.h"
+#include "registry/log.h"
+#include "registry/retry.h"
+
+namespace mc::registry {
+namespace {
+
+class RegistryBlobWriter final : public oci::BlobWriter {
+ public:
+  // Nothing to upload (present or mounted).
+  explicit RegistryBlobWriter(std::optional<oci::Digest> known)
+      : known_(std::move(known)), done_(true) {}
+  explicit RegistryBlobWriter(std::unique_ptr<UploadSession> session)
+      : session_(std::move(session)) {}
+  ~RegistryBlobWriter() override { Abort(); }
+
+  oci::Result<void> Write(std::span<const std::byte> data) override {
+    if (done_) return {};  // the caller may write anyway; the registry has the blob
+    return session_->Write(data);
+  }
+  oci::Result<void> Commit(const oci::Digest& digest, uint64_t size) override {
+    if (done_) {
+      if (known_ && *known_ != digest) {
+        return oci::Fail(oci::ErrorCode::kVerificationFailed,
+                         "blob " + known_->Short() + " was produced as " + digest.Short());
+      }
+      return {};
+    }
+    MC_RETURN_IF_ERROR(session_->Commit(digest, size));
+    session_.reset();
+    done_ = true;
+    return {};
+  }
+  void Abort() override {
+    if (session_) session_->Abort();
+    session_.reset();
+  }
+  uint64_t resume_offset() const override { return session_ ? session_->resume_offset() : 0; }
+  bool done() const override { return done_; }
+
+ private:
+  std::unique_ptr<UploadSession> session_;
+  std::optional<oci::Digest> known_;
+  bool done_ = false;
+};
+
+std::string BaseUrl(const std::string& scheme, const Reference& ref) {
+  return scheme + "://" + ref.ApiHost();
+}
+
+struct Stack {
+  std::shared_ptr<Transport> base;
+  std::shared_ptr<TokenCache> cache = std::make_shared<TokenCache>();
+  Credential credential;
+  std::string base_url;
+};
+
+// Picks the scheme (see remote.h) with one unauthenticated GET /v2/.
+oci::Result<std::string> ChooseScheme(const Reference& ref, const RemoteOptions& o,
+                                      Transport& base) {
+  if (!o.scheme.empty()) return BaseUrl(o.scheme, ref);
+  std::string https = BaseUrl("https", ref);
+  HttpRequest probe;
+  probe.url = https + "/v2/";
+  probe.no_retry = true;
+  auto r = base.Send(probe);
+  if (r) {
+    (void)r->ReadBody(64 << 10);
+    return https;
+  }
+  bool may_fall_back = IsLoopbackHost(ref.Hostname()) || !o.transport.tls.verify;
+  if (!may_fall_back) return std::unexpected(r.error());
+  HttpRequest plain;
+  plain.url = BaseUrl("http", ref) + "/v2/";
+  plain.no_retry = true;
+  auto p = base.Send(plain);
+  // Only a registry answer counts: a TLS server answers plain http with 400
+  // ("Client sent an HTTP request to an HTTPS server"), and then the https
+  // failure (say, an unknown CA) is the telling error.
+  bool registry_answer =
+      p && (p->status == 200 || p->status == 401 || p->Header("docker-distribution-api-version"));
+  if (!registry_answer) return std::unexpected(r.error());
+  (void)p->ReadBody(64 << 10);
+  Log()->debug("{} answers plain http", ref.registry());
+  return BaseUrl("http", ref);
+}
+
+oci::Result<Stack> BuildStack(const Reference& ref, const RemoteOptions& o) {
+  Stack s;
+  s.base = o.base_transport
+               ? o.base_transport
+               : NewRetryTransport(NewCurlTransport(o.transport), o.transport.retry_times);
+  KeychainOptions kc;
+  if (!o.creds.empty()) kc.creds = o.creds;
+  kc.authfile = o.authfile;
+  MC_ASSIGN_OR_RETURN(s.credential, Keychain(kc).Resolve(ref.registry(), ref.repository()));
+  MC_ASSIGN_OR_RETURN(s.base_url, ChooseScheme(ref, o, *s.base));
+  return s;
+}
+
+AuthFactory MakeAuthFactory(const Reference& ref, const Stack& s) {
+  return [registry = ref.registry(), s](std::vector<std::string> scopes) {
+    AuthConfig cfg;
+    cfg.registry = registry;
+    cfg.credential = s.credential;
+    cfg.scopes = std::move(scopes);
+    cfg.token_transport = s.base;
+    cfg.cache = s.cache;
+    return NewAuthTransport(s.base, std::move(cfg));
+  };
+}
+
+oci::Error Side(const oci::Error& e, const RemoteOptions& o, const Reference& ref) {
+  return e.Wrap(o.side + " docker://" + ref.String());
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ destination
+
+RegistryDestination::RegistryDestination(Reference ref, std::string base_url, AuthFactory auth,
+                                         UploadOptions upload)
+    : ref_(std::move(ref)),
+      base_url_(std::move(base_url)),
+      auth_(std::move(auth)),
+      upload_(std::move(upload)),
+      client_(auth_({ref_.Scope("pull,push")}), base_url_, ref_.registry(), ref_.repository()) {}
+
+oci::Result<bool> RegistryDestination::Exists(const oci::Digest& digest) {
+  MC_ASSIGN_OR_RETURN(auto size, client_.HeadBlob(digest));
+  return size.has_value();
+}
+
+RegistryClient& RegistryDestination::MountClient(const std::string& from) {
+  std::lock_guard lock(mu_);
+  auto& c = mount_clients_[from];
+  if (!c) {
+    c = std::make_unique<RegistryClient>(
+        auth_({ref_.Scope("pull,push"), "repository:" + from + ":pull"}), base_url_,
+        ref_.registry(), ref_.repository());
+  }
+  return *c;
+}
+
+oci::Result<std::unique_ptr<oci::BlobWriter>> RegistryDestination::BeginWith(
+    const oci::BlobHint& hint, UploadOptions options) {
+  if (hint.digest) {
+    MC_ASSIGN_OR_RETURN(auto present, client_.HeadBlob(*hint.digest));
+    if (present) return std::make_unique<RegistryBlobWriter>(hint.digest);
+    if (hint.mount_from && *hint.mount_from != ref_.repository()) {
+      auto m = MountClient(*hint.mount_from).Mount(*hint.digest, *hint.mount_from, options);
+      if (m && m->mounted) return std::make_unique<RegistryBlobWriter>(hint.digest);
+      if (m) return std::make_unique<RegistryBlobWriter>(std::move(m->session));
+      Log()->warn("{}; uploading instead", m.error().message);
+    }
+  }
+  MC_ASSIGN_OR_RETURN(auto session, client_.StartUpload(std::move(options)));
+  return std::make_unique<RegistryBlobWriter>(std::move(session));
+}
+
+oci::Result<std::unique_ptr<oci::BlobWriter>> RegistryDestination::Begin(
+    const oci::BlobHint& hint) {
+  return BeginWith(hint, upload_);
+}
+
+oci::Result<std::unique_ptr<oci::BlobWriter>> RegistryDestination::BeginResumable(
+    const oci::BlobHint& hint, const std::optional<UploadState>& resume,
+    std::function<void(const UploadState&)> on_progress) {
+  UploadOptions options = upload_;
+  options.on_progress = std::move(on_progress);
+  if (resume && !resume->url.empty()) {
+    if (hint.digest) {
+      MC_ASSIGN_OR_RETURN(auto present, client_.HeadBlob(*hint.digest));
+      if (present) return std::make_unique<RegistryBlobWriter>(hint.digest);
+    }
+    auto s = client_.ResumeUpload(resume->url, options);
+    if (s) return std::make_unique<RegistryBlobWriter>(std::move(*s));
+    if (s.error().code != oci::ErrorCode::kNotFound) return std::unexpected(s.error());
+    Log()->info("{}: the registry forgot the upload session; starting the blob again", Describe());
+  }
+  return BeginWith(hint, std::move(options));
+}
+
+oci::Result<void> RegistryDestination::PutManifest(const oci::RawManifest& manifest,
+                                                   const std::optional<std::string>& tag) {
+  return client_.PutManifest(manifest, tag ? *tag : manifest.digest.String());
+}
+
+// ------------------------------------------------------------ source
+
+RegistrySource::RegistrySource(Reference ref, std::string base_url,
+                               std::shared_ptr<Transport> transport)
+    : ref_(std::move(ref)),
+      client_(std::move(transport), std::move(base_url), ref_.registry(), ref_.repository()) {}
+
+oci::Result<oci::RawManifest> RegistrySource::GetManifest(const std::string& tag_or_digest) {
+  return client_.GetManifest(tag_or_digest.empty() ? ref_.Identifier() : tag_or_digest);
+}
+
+oci::Result<std::unique_ptr<oci::Reader>> RegistrySource::OpenBlob(const oci::Descriptor& desc) {
+  MC_ASSIGN_OR_RETURN(auto blob, client_.GetBlob(desc.digest));
+  return std::move(blob.body);
+}
+
+// ------------------------------------------------------------ factories
+
+oci::Result<std::unique_ptr<RegistryDestination>> OpenRegistryDestination(
+    const Reference& ref, const RemoteOptions& options) {
+  auto stack = BuildStack(ref, options);
+  if (!stack) return std::unexpected(Side(stack.error(), options, ref));
+  auto dest = std::make_unique<RegistryDestination>(ref, stack->base_url,
+                                                    MakeAuthFactory(ref, *stack), options.upload);
+  if (auto ping = dest->client().Ping(); !ping) {
+    return std::unexpected(Side(ping.error(), options, ref));
+  }
+  return dest;
+}
+
+oci::Result<std::unique_ptr<RegistrySource>> OpenRegistrySource(const Reference& ref,
+                                                                const RemoteOptions& options) {
+  auto stack = BuildStack(ref, options);
+  if (!stack) return std::unexpected(Side(stack.error(), options, ref));
+  auto transport = MakeAuthFactory(ref, *stack)({ref.Scope("pull")});
+  auto src = std::make_unique<RegistrySource>(ref, stack->base_url, std::move(transport));
+  if (auto ping = src->client().Ping(); !ping) {
+    return std::unexpected(Side(ping.error(), options, ref));
+  }
+  return src;
+}
+
+oci::Result<std::unique_ptr<oci::ImageDestination>> OpenRemoteDestination(
+    const Reference& ref, const RemoteOptions& options) {
+  MC_ASSIGN_OR_RETURN(auto d, OpenRegistryDestination(ref, options));
+  return std::unique_ptr<oci::ImageDestination>(std::move(d));
+}
+
+oci::Result<std::unique_ptr<oci::ImageSource>> OpenRemoteSource(const Reference& ref,
+                                                                const RemoteOptions& options) {
+  MC_ASSIGN_OR_RETURN(auto s, OpenRegistrySource(ref, options));
+  return std::unique_ptr<oci::ImageSource>(std::move(s));
+}
+
+}  // namespace mc::registry

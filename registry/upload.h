@@ -1,0 +1,158 @@
+// One blob upload session of the distribution API (protocols.md 1.3, 1.9).
+//
+// The producer Write()s the blob stream; the session buffers one chunk in
+// memory and PATCHes it (`Content-Range: start-end`), keeping it until the
+// registry's 202, so a broken connection, a 416 or a 5xx is recovered by
+// asking the registry how much it holds (GET on the upload URL) and resending
+// from there, inside the kept chunk. A blob that ends before the first chunk
+// is full goes up as one monolithic `PUT ?digest=`. 413 halves the PATCH size.
+// Commit() sends the closing `PUT <url>?digest=` and checks the digest the
+// registry reports.
+//
+// What cannot be recovered in-session (the registry forgot the session —
+// distribution 2.8 cancels it when a PATCH broke after some bytes landed,
+// see upload.cc — and the bytes before the kept chunk are gone) is kNotFound:
+// the caller restarts the blob with a new session. While the whole blob so far
+// still sits in the buffer the session restarts itself (new POST).
+//
+// Persisting: url() and committed() after each acknowledged chunk (also given
+// to UploadOptions::on_progress) are what a later process needs to
+// ResumeUpload(); the producer then writes the whole stream again and the
+// session drops the first resume_offset() bytes.
+//
+// Blocking; one thread at a time. Error codes: kTransient/kNetwork when
+// recovery attempts run out, kNotFound (session lost), kUnauthorized,
+// kInvalidInput (size refusal, bad request), kVerificationFailed (digest).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "oci/digest.h"
+#include "oci/error.h"
+#include "oci/io.h"
+#include "registry/transport.h"
+
+namespace mc::registry {
+
+struct UploadState {
+  std::string url;      // newest upload URL (carries distribution's _state)
+  uint64_t offset = 0;  // bytes the registry acknowledged
+};
+
+struct UploadOptions {
+  // Bytes buffered (and PATCHed) per chunk; blobs smaller go up in one PUT.
+  size_t chunk_size = 64 << 20;
+  // 413 halves the PATCH size down to this, then gives up (size refusal).
+  size_t min_chunk_size = 256 << 10;
+  // Consecutive failed attempts (without progress) before giving up.
+  int max_attempts = 6;
+  // First recovery delay; doubles per attempt, capped at 10 s; a server's
+  // Retry-After wins.
+  std::chrono::milliseconds backoff{500};
+  // Called after every acknowledged chunk (for persisting the session).
+  std::function<void(const UploadState&)> on_progress;
+};
+
+// Where a session lives; shared by the client and the sessions it creates.
+struct UploadTarget {
+  std::shared_ptr<Transport> transport;
+  std::string base_url;    // "https://host:port"
+  std::string repository;  // "org/model"
+  std::string registry;    // "host:port", for messages
+  std::string describe;    // "docker://host/org/model", for messages
+};
+
+// Parsed `Range` of an upload status: the offset to continue at and, when
+// the semantics are ambiguous, a lower offset to try after a 416.
+struct UploadRange {
+  uint64_t offset = 0;
+  std::optional<uint64_t> fallback;
+};
+// "0-1023" (distribution: last index → 1024, fallback 1023 for Quay's count
+// and distribution's "0-0" of an empty session), "bytes=0-1024" (Quay: count
+// → 1024), "bytes=0--1" → 0. nullopt when unparsable.
+std::optional<UploadRange> ParseUploadRange(std::string_view value);
+
+// Resolves a Location header against the URL of the request that got it.
+std::string ResolveLocation(std::string_view request_url, std::string_view location);
+// Appends "key=value" with '?' or '&'.
+std::string AppendQuery(std::string url, std::string_view key_value);
+
+class UploadSession final : public oci::Writer {
+ public:
+  // A session at `url` (absolute), new (nothing uploaded).
+  UploadSession(UploadTarget target, std::string url, UploadOptions options);
+  // Starts a session (POST …/blobs/uploads/).
+  static oci::Result<std::unique_ptr<UploadSession>> Start(UploadTarget target,
+                                                           UploadOptions options);
+  // Continues a persisted session: GET status; kNotFound when the registry
+  // no longer knows it (start a new one).
+  static oci::Result<std::unique_ptr<UploadSession>> Resume(UploadTarget target, std::string url,
+                                                            UploadOptions options);
+  ~UploadSession() override;
+
+  oci::Result<void> Write(std::span<const std::byte> data) override;
+  // Sends what is buffered and the closing PUT ?digest=. `size` must equal
+  // the bytes written (kInternal otherwise).
+  oci::Result<void> Commit(const oci::Digest& digest, uint64_t size);
+  // DELETE on the session (errors ignored). Idempotent; the destructor aborts
+  // an uncommitted session.
+  void Abort();
+
+  // Forgets the session without DELETE: the caller persisted url() and will
+  // Resume() it later (and tests simulate a crash).
+  void Detach() { done_ = true; }
+
+  const std::string& url() const { return url_; }
+  uint64_t committed() const { return server_offset_; }
+  // First stream byte this session needs (bytes before it are dropped).
+  uint64_t resume_offset() const { return resume_offset_; }
+  bool committed_blob() const { return done_; }
+
+  struct Stats {
+    int patches = 0;
+    int puts = 0;
+    int resyncs = 0;
+    int restarts = 0;
+    uint64_t bytes_sent = 0;  // body bytes of PATCH/PUT requests, resends included
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  uint64_t buffer_end() const { return buffer_start_ + buffer_.size(); }
+  oci::Result<void> Flush();
+  oci::Result<void> SendPiece();
+  oci::Result<void> Recover(const oci::Error& cause);
+  oci::Result<void> Resync();
+  oci::Result<void> RestartSession(const oci::Error& cause);
+  oci::Result<bool> TryMonolithic(const oci::Digest& digest);
+  oci::Result<void> ClosingPut(const oci::Digest& digest);
+  oci::Result<bool> BlobExists(const oci::Digest& digest);
+  void TakeLocation(const HttpResponse& resp, const std::string& request_url);
+  oci::Error Context(oci::Error e, std::string_view op) const;
+  void Backoff(const oci::Error& cause);
+
+  UploadTarget target_;
+  std::string url_;
+  UploadOptions options_;
+  std::string buffer_;          // stream bytes [buffer_start_, buffer_end())
+  uint64_t buffer_start_ = 0;   // stream offset of buffer_[0]
+  uint64_t stream_pos_ = 0;     // bytes the producer has written
+  uint64_t server_offset_ = 0;  // bytes the registry holds
+  uint64_t resume_offset_ = 0;
+  std::optional<uint64_t> fallback_;  // lower offset to try after a 416
+  size_t patch_size_;
+  bool need_resync_ = false;
+  bool any_patch_ = false;
+  bool done_ = false;
+  bool aborted_ = false;
+  int attempts_ = 0;
+  Stats stats_;
+};
+
+}  // namespace mc::registry

@@ -1,0 +1,90 @@
+#include "tests/support/fake_transport.h"
+
+#include <cctype>
+
+namespace mc::testing {
+namespace {
+
+bool SameName(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string LowerName(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+std::optional<std::string> RecordedRequest::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (SameName(k, name)) return v;
+  }
+  return std::nullopt;
+}
+
+void FakeTransport::Push(FakeResponse response) {
+  std::lock_guard lock(mu_);
+  queue_.push_back(std::move(response));
+}
+
+void FakeTransport::SetHandler(Handler handler) {
+  std::lock_guard lock(mu_);
+  handler_ = std::move(handler);
+}
+
+std::vector<RecordedRequest> FakeTransport::requests() const {
+  std::lock_guard lock(mu_);
+  return requests_;
+}
+
+std::vector<RecordedRequest> FakeTransport::Requests(const std::string& method,
+                                                     const std::string& needle) const {
+  std::vector<RecordedRequest> out;
+  for (auto& r : requests()) {
+    if (r.method == method && r.url.find(needle) != std::string::npos) out.push_back(r);
+  }
+  return out;
+}
+
+oci::Result<registry::HttpResponse> FakeTransport::Send(registry::HttpRequest request) {
+  RecordedRequest rec{request.method,          request.url,
+                      request.headers,         std::string(oci::AsString(request.body)),
+                      request.no_retry,        request.idempotent,
+                      request.follow_redirects};
+  if (request.body_reader) {
+    auto all = oci::ReadAll(*request.body_reader, 1 << 30);
+    if (!all) return std::unexpected(all.error());
+    rec.body = std::move(*all);
+  }
+  FakeResponse fr;
+  Handler handler;
+  {
+    std::lock_guard lock(mu_);
+    requests_.push_back(rec);
+    if (!queue_.empty()) {
+      fr = std::move(queue_.front());
+      queue_.pop_front();
+    } else {
+      handler = handler_;
+      if (!handler) fr = FakeResponse::Status(500, {}, "no scripted response");
+    }
+  }
+  if (handler) fr = handler(rec);
+  if (fr.error) return std::unexpected(*fr.error);
+  registry::HttpResponse resp;
+  resp.status = fr.status;
+  for (auto& [k, v] : fr.headers) resp.headers.emplace_back(LowerName(k), v);
+  resp.effective_url = request.url;
+  resp.body = std::make_unique<oci::StringReader>(request.method == "HEAD" ? "" : fr.body);
+  return resp;
+}
+
+}  // namespace mc::testing
