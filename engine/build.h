@@ -64,6 +64,9 @@ struct BuildOptions {
   std::string base_name;  // for org.opencontainers.image.base.name
   // Repository on the destination's registry to mount base blobs from (same host only).
   std::optional<std::string> base_mount_from;
+  // State file directory for re-runs ("" = beside the model dir); use_cache off = always build.
+  std::string cache_dir;
+  bool use_cache = true;
   // Layers built at once when there are several (each uses `jobs` compressors).
   int parallel_layers = 2;
   // Tag at the destination (nullopt: push by digest only).
@@ -85,6 +88,7 @@ struct BuildResult {
   size_t files = 0;
   uint64_t bytes = 0;
   std::vector<std::string> warnings;  // modelcar contract warnings
+  bool from_cache = false;             // layers reused without reading the model
 };
 
 // Copies one blob from `src` to `dest` unless present: HEAD, then mount (when

@@ -81,6 +81,9 @@ class HfVerifyingReader final : public oci::Reader {
         return Fail(ErrorCode::kVerificationFailed,
                     what_ + ": more than the listed " + std::to_string(size_) + " bytes");
       }
+      // Checked on the last byte, not only at end of stream: a consumer that
+      // reads exactly `size` bytes (the tar writer) never asks for the end.
+      if (bytes_ == size_) MC_RETURN_IF_ERROR(Verify());
       return n;
     }
     if (bytes_ != size_) {
@@ -88,14 +91,19 @@ class HfVerifyingReader final : public oci::Reader {
                                                       " bytes, the listing says " +
                                                       std::to_string(size_));
     }
-    if (!hasher_.expected().empty() && hasher_.HexDigest() != hasher_.expected()) {
-      return Fail(ErrorCode::kVerificationFailed,
-                  what_ + ": content does not match its listed hash " + hasher_.expected());
-    }
+    MC_RETURN_IF_ERROR(Verify());
     return 0;
   }
 
  private:
+  oci::Result<void> Verify() const {
+    if (!hasher_.expected().empty() && hasher_.HexDigest() != hasher_.expected()) {
+      return Fail(ErrorCode::kVerificationFailed,
+                  what_ + ": content does not match its listed hash " + hasher_.expected());
+    }
+    return {};
+  }
+
   std::unique_ptr<oci::Reader> inner_;
   FileHasher hasher_;
   uint64_t size_;

@@ -115,7 +115,8 @@ oci::Result<HfRepoRef> ParseHfSource(std::string_view source) {
     }
   }
   if (rest.starts_with("datasets/") || rest.starts_with("spaces/")) {
-    return Fail(ErrorCode::kInvalidInput, what + ": only model repositories are supported");
+    return Fail(ErrorCode::kInvalidInput,
+                what + ": only model repositories are supported" + example);
   }
   size_t slash = rest.find('/');
   std::string_view org = slash == std::string_view::npos ? "" : rest.substr(0, slash);

@@ -339,9 +339,13 @@ const nlohmann::json* GetPath(const nlohmann::json& doc, std::string_view key) {
       if (it == node->end()) return nullptr;
       node = &*it;
     } else if (node->is_array()) {
-      auto index = ParseIndex(part);
-      if (!index || *index >= node->size()) return nullptr;
-      node = &(*node)[*index];
+      // "-1" is the last element, "-2" the one before (reading only).
+      bool from_end = part.size() > 1 && part[0] == '-';
+      auto index = ParseIndex(from_end ? std::string_view(part).substr(1) : part);
+      if (!index || *index >= node->size() + (from_end ? 1 : 0) || (from_end && *index == 0)) {
+        return nullptr;
+      }
+      node = &(*node)[from_end ? node->size() - *index : *index];
     } else {
       return nullptr;
     }

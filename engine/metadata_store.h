@@ -80,7 +80,8 @@ class MetadataStore {
 };
 
 // Dotted paths into a document: "image.digest", "mirrors.0.digest" (a
-// number segment indexes an array). Keys that contain '.' cannot be named.
+// number segment indexes an array; GetPath also takes "-1" for the last
+// element). Keys that contain '.' cannot be named.
 //
 // GetPath: nullptr when any segment is absent.
 const nlohmann::json* GetPath(const nlohmann::json& doc, std::string_view key);

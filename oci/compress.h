@@ -40,7 +40,11 @@ struct ShardOutput {
   uint64_t raw_size = 0;  // size of the raw shard
 };
 
-// Frames compressed shards into one stream. One thread, shards in order.
+// Frames compressed shards into one stream. One thread, shards in order:
+// Header(), then Add(shard) + shard.data for every shard (the final one
+// compressed with last = true), then Trailer(). gzip: a framer that saw no
+// shard at all puts an empty final block in its trailer, so Header() +
+// Trailer() alone is a valid empty gzip member. zstd, none: empty header/trailer.
 class Framer {
  public:
   virtual ~Framer() = default;
@@ -56,14 +60,26 @@ class Codec {
   virtual ~Codec() = default;
   // level: -1 = the codec's default. gzip levels map onto ISA-L's 0..3
   // (1 is the default), zstd uses its own 1..19 (default 3).
+  //   gzip: -1 → 1; 0..3 → ISA-L 0..3; 4..9 → 3 (ISA-L's strongest). ISA-L 0
+  //         is static-Huffman LZ, which cannot shrink bf16 weights: such
+  //         shards come out as stored blocks.
+  //   zstd: -1 or 0 → 3; 1..19 as given.
+  //   none: ignored.
+  // Other levels: kInvalidInput with a one-line message naming the range.
   static Result<std::unique_ptr<Codec>> Create(Compression c, int level = -1);
   virtual Compression kind() const = 0;
   // `last` is true for the final shard of the stream (possibly empty).
+  // Any thread; reuses per-thread scratch buffers (about 2 × kShardSize per
+  // thread, kept for the thread's lifetime). gzip: a shard that would not get
+  // smaller is emitted as stored blocks. Fails only with kInternal.
   virtual Result<ShardOutput> CompressShard(std::span<const std::byte> raw, bool last) const = 0;
   virtual std::unique_ptr<Framer> NewFramer() const = 0;
 };
 
-// Decompresses a whole gzip or zstd stream (for tests and verification tools).
+// Decompresses a whole gzip or zstd stream (for tests and verification tools);
+// `none` returns `inner` itself. gzip may have several members (RFC 1952 2.2),
+// zstd several frames. Reads fail with kInvalidInput on an empty, truncated or
+// corrupt stream, or bytes after the last member that are not another member.
 Result<std::unique_ptr<Reader>> NewDecompressingReader(std::unique_ptr<Reader> inner,
                                                        Compression c);
 

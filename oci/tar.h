@@ -9,7 +9,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "oci/error.h"
@@ -29,9 +31,20 @@ struct TarEntry {
   uint64_t size = 0;     // kFile only
   uint32_t mode = 0644;  // already normalised: 0755 dirs and executables, else 0644
   // kSymlink: the link target as stored; kHardlink: the archive name of the
-  // first entry with the same inode.
+  // first entry with the same inode. A kHardlink keeps `source` and `size` of
+  // the file it links to (the tar header carries size 0), so that PlanLayers can
+  // turn it back into a kFile.
   std::string link_target;
 };
+
+// The archive order: bytewise, except that '/' sorts below every other byte,
+// i.e. names compare component by component ("a" < "a/b" < "a-b"). Parents
+// come before their children and every directory's subtree is contiguous (the
+// order of a depth-first walk with sorted directory listings, as
+// `tar --sort=name` gives).
+bool TarNameLess(std::string_view a, std::string_view b);
+// Sorts entries by TarNameLess on their names.
+void SortTarEntries(std::vector<TarEntry>& entries);
 
 struct ScanOptions {
   // Where DIR lands in the image, e.g. "/models" → entries "models", "models/...".
@@ -39,10 +52,16 @@ struct ScanOptions {
 };
 
 // Walks `dir` and returns every entry, including the prefix directories, sorted
-// bytewise by name with parents before children. Errors (kInvalidInput, with
-// the offending path and what to do): DIR missing or not a directory, dangling
-// symlinks, symlinks to directories outside DIR, FIFOs, sockets, devices,
-// names starting with ".wh.", unreadable files.
+// by TarNameLess. Errors (kInvalidInput, with the offending path and what to
+// do): DIR not a directory (kNotFound when missing), dangling symlinks, symlink
+// loops, symlinks to directories outside DIR, FIFOs, sockets, devices, names
+// starting with ".wh.", unreadable files or directories.
+// Symlinks: one whose resolved target lies inside DIR is kept as a symlink
+// (its text as is when relative and lexically inside DIR, else rewritten
+// relative to the link's directory); one leaving DIR to a regular file becomes
+// a kFile whose `source` is the resolved file. Regular files with the same
+// device and inode: the first in archive order is a kFile, the others kHardlink.
+// Blocking (filesystem); thread-safe (no shared state).
 Result<std::vector<TarEntry>> ScanDirectory(const std::filesystem::path& dir,
                                             const ScanOptions& options);
 
@@ -89,8 +108,14 @@ class TarWriter {
 //  - layer_per_file: one layer per regular file, except that small files
 //    (< small_file_limit) share one layer;
 //  - neither: one layer with everything.
-// Each layer repeats the parent directories of what it holds; a hard link whose
-// target ends up in another layer is stored as a regular file instead.
+// Each layer is sorted by TarNameLess and repeats the parent directories of
+// what it holds (a directory goes only where something under it goes; an
+// empty one stays in path order). With max_layer_size, symlinks stay in path
+// order with the files; in per-file mode they go to the shared layer, which
+// comes first and is left out when empty. A hard link goes to the layer of its
+// target (costing no bytes), so it never ends up apart from it; one whose
+// target is not a kFile of the list is stored as a regular file instead.
+// Returns at least one layer.
 std::vector<std::vector<TarEntry>> PlanLayers(const std::vector<TarEntry>& entries,
                                               uint64_t max_layer_size, bool layer_per_file,
                                               uint64_t small_file_limit = 16 << 20);

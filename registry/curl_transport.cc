@@ -98,6 +98,8 @@ class CurlTransport final : public Transport {
   oci::Result<void> CheckScheme(const UrlParts& parts, const std::string& url) const;
   oci::Result<const TlsFiles*> TlsFor(const UrlParts& parts);
   oci::Result<void> Configure(Transfer& t, const HttpRequest& r, const UrlParts& parts);
+  oci::Result<void> ConfigureTls(CURL* e, const UrlParts& parts);
+  void ConfigureMethod(Transfer& t, const HttpRequest& r);
   oci::Result<void> AwaitHeaders(const std::shared_ptr<Transfer>& tp, const HttpRequest& r);
   void Trace(const HttpRequest& r, const HttpResponse& resp) const;
 
@@ -139,6 +141,44 @@ oci::Result<const TlsFiles*> CurlTransport::TlsFor(const UrlParts& parts) {
   return &tls_cache_.emplace(key, std::move(files)).first->second;
 }
 
+oci::Result<void> CurlTransport::ConfigureTls(CURL* e, const UrlParts& parts) {
+  MC_ASSIGN_OR_RETURN(const TlsFiles* tls, TlsFor(parts));
+  if (!tls->ca_blob.empty() && options_.tls.verify) {
+    curl_blob blob{const_cast<char*>(tls->ca_blob.data()), tls->ca_blob.size(), CURL_BLOB_COPY};
+    curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
+  }
+  if (!tls->client_cert.empty()) {
+    curl_easy_setopt(e, CURLOPT_SSLCERT, tls->client_cert.c_str());
+    curl_easy_setopt(e, CURLOPT_SSLKEY, tls->client_key.c_str());
+  }
+  return {};
+}
+
+// Method and request body: every body goes through the read callback
+// (CURLOPT_UPLOAD), with CUSTOMREQUEST naming the method; PUT/POST/PATCH
+// without a body still send "Content-Length: 0" (distribution wants it).
+void CurlTransport::ConfigureMethod(Transfer& t, const HttpRequest& r) {
+  CURL* e = t.easy;
+  bool has_body = r.body_reader != nullptr || !r.body.empty() || r.method == "PUT" ||
+                  r.method == "POST" || r.method == "PATCH";
+  if (r.method == "HEAD") {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else if (has_body) {
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, internal::OnRead);
+    curl_easy_setopt(e, CURLOPT_READDATA, &t);
+    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, internal::OnSeek);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, &t);
+    curl_off_t len = r.body_reader ? r.body_length : static_cast<curl_off_t>(r.body.size());
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, len);
+    t.body = r.body;
+    t.streamed_body = r.body_reader != nullptr;
+  }
+  if (r.method != "GET" && r.method != "HEAD") {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+  }
+}
+
 oci::Result<void> CurlTransport::Configure(Transfer& t, const HttpRequest& r,
                                            const UrlParts& parts) {
   CURL* e = t.easy;
@@ -163,17 +203,7 @@ oci::Result<void> CurlTransport::Configure(Transfer& t, const HttpRequest& r,
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
   }
-  if (parts.scheme == "https") {
-    MC_ASSIGN_OR_RETURN(const TlsFiles* tls, TlsFor(parts));
-    if (!tls->ca_blob.empty() && options_.tls.verify) {
-      curl_blob blob{const_cast<char*>(tls->ca_blob.data()), tls->ca_blob.size(), CURL_BLOB_COPY};
-      curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
-    }
-    if (!tls->client_cert.empty()) {
-      curl_easy_setopt(e, CURLOPT_SSLCERT, tls->client_cert.c_str());
-      curl_easy_setopt(e, CURLOPT_SSLKEY, tls->client_key.c_str());
-    }
-  }
+  if (parts.scheme == "https") MC_RETURN_IF_ERROR(ConfigureTls(e, parts));
   for (const auto& [k, v] : r.headers) {
     std::string line = v.empty() ? k + ";" : k + ": " + v;
     t.header_list = curl_slist_append(t.header_list, line.c_str());
@@ -181,24 +211,7 @@ oci::Result<void> CurlTransport::Configure(Transfer& t, const HttpRequest& r,
   t.header_list = curl_slist_append(t.header_list, "Expect:");
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.header_list);
 
-  bool has_body = r.body_reader != nullptr || !r.body.empty() || r.method == "PUT" ||
-                  r.method == "POST" || r.method == "PATCH";
-  if (r.method == "HEAD") {
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  } else if (has_body) {
-    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(e, CURLOPT_READFUNCTION, internal::OnRead);
-    curl_easy_setopt(e, CURLOPT_READDATA, &t);
-    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, internal::OnSeek);
-    curl_easy_setopt(e, CURLOPT_SEEKDATA, &t);
-    curl_off_t len = r.body_reader ? r.body_length : static_cast<curl_off_t>(r.body.size());
-    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, len);
-    t.body = r.body;
-    t.streamed_body = r.body_reader != nullptr;
-  }
-  if (r.method != "GET" && r.method != "HEAD") {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
-  }
+  ConfigureMethod(t, r);
   return {};
 }
 

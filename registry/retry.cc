@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "registry/curl_transport.h"
 #include "registry/http_util.h"
 #include "registry/log.h"
 
@@ -115,6 +116,14 @@ std::shared_ptr<Transport> NewRetryTransport(std::shared_ptr<Transport> inner, i
 std::shared_ptr<Transport> NewRetryTransport(std::shared_ptr<Transport> inner,
                                              RetryOptions options) {
   return std::make_shared<RetryTransport>(std::move(inner), std::move(options));
+}
+
+}  // namespace mc::registry
+
+namespace mc::registry {
+
+std::shared_ptr<Transport> NewHttpTransport(const TransportOptions& options) {
+  return NewRetryTransport(NewCurlTransport(options), options.retry_times);
 }
 
 }  // namespace mc::registry

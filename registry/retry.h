@@ -68,3 +68,11 @@ std::shared_ptr<Transport> NewRetryTransport(std::shared_ptr<Transport> inner,
                                              RetryOptions options);
 
 }  // namespace mc::registry
+
+namespace mc::registry {
+
+// The usual stack below auth: NewRetryTransport(NewCurlTransport(options),
+// options.retry_times).
+std::shared_ptr<Transport> NewHttpTransport(const TransportOptions& options);
+
+}  // namespace mc::registry

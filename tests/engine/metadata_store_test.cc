@@ -162,6 +162,11 @@ TEST(MetadataPath, GetSetAppend) {
   ASSERT_TRUE(SetPath(doc, "mirrors.0.digest", "e"));
   EXPECT_EQ(*GetPath(doc, "mirrors.0.digest"), "e");
   EXPECT_EQ(GetPath(doc, "mirrors.1"), nullptr);
+  ASSERT_TRUE(AppendPath(doc, "mirrors", {{"digest", "f"}}));
+  EXPECT_EQ(*GetPath(doc, "mirrors.-1.digest"), "f");
+  EXPECT_EQ(*GetPath(doc, "mirrors.-2.digest"), "e");
+  EXPECT_EQ(GetPath(doc, "mirrors.-3"), nullptr);
+  EXPECT_EQ(GetPath(doc, "mirrors.-0"), nullptr);
   EXPECT_EQ(GetPath(doc, "image.digest.x"), nullptr);
   EXPECT_EQ(GetPath(doc, "nope"), nullptr);
   EXPECT_FALSE(SetPath(doc, "image.digest.x", 1));

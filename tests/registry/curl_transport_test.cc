@@ -121,6 +121,28 @@ TEST_F(CurlTransportTest, SendsStreamedAndInMemoryBodies) {
   EXPECT_EQ(j["method"], "POST");
 }
 
+TEST_F(CurlTransportTest, EmptyBodiesSendContentLengthZeroAndNoExpect) {
+  for (const char* method : {"POST", "PUT", "PATCH"}) {
+    HttpRequest r = Get(Url("/headers"));
+    r.method = method;
+    auto resp = transport_->Send(r);
+    ASSERT_TRUE(resp) << resp.error().message;
+    auto seen = nlohmann::json::parse(resp->ReadBody().value());
+    EXPECT_EQ(seen["content-length"], "0") << method << " " << seen.dump();
+    EXPECT_FALSE(seen.contains("expect")) << seen.dump();
+    EXPECT_FALSE(seen.contains("transfer-encoding")) << seen.dump();
+  }
+  std::string big(2 << 20, 'x');  // libcurl would add Expect: 100-continue here
+  HttpRequest put = Get(Url("/headers"));
+  put.method = "PUT";
+  put.body = oci::AsBytes(big);
+  auto resp = transport_->Send(put);
+  ASSERT_TRUE(resp);
+  auto seen = nlohmann::json::parse(resp->ReadBody().value());
+  EXPECT_FALSE(seen.contains("expect")) << seen.dump();
+  EXPECT_EQ(seen["content-length"], std::to_string(big.size()));
+}
+
 TEST_F(CurlTransportTest, ManyConcurrentRequests) {
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
@@ -141,6 +163,22 @@ TEST_F(CurlTransportTest, ConnectionDroppedMidBodyIsTransient) {
   ASSERT_FALSE(body);
   EXPECT_EQ(body.error().code, oci::ErrorCode::kTransient) << body.error().message;
   EXPECT_NE(body.error().message.find("/drop/200000"), std::string::npos);
+}
+
+// A server that stops sending fails the transfer after stall_timeout. (That a
+// transfer paused by a slow reader is exempt is libcurl's speedcheck.c; a
+// test would need a pause longer than curl's 5 s speed window.)
+TEST_F(CurlTransportTest, StallTimeout) {
+  TransportOptions opts;
+  opts.stall_timeout = std::chrono::milliseconds(1000);
+  auto t = NewCurlTransport(opts);
+  auto start = std::chrono::steady_clock::now();
+  auto stalled = t->Send(Get(Url("/stall")));
+  ASSERT_TRUE(stalled) << stalled.error().message;
+  auto body = stalled->ReadBody();
+  ASSERT_FALSE(body);
+  EXPECT_EQ(body.error().code, oci::ErrorCode::kTransient);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 TEST_F(CurlTransportTest, ConnectionRefusedIsTransient) {
@@ -233,9 +271,12 @@ class CurlTlsTest : public ::testing::Test {
     ASSERT_TRUE(mc::testing::MakeTestCa(dir_.path(), &log)) << log;
     std::filesystem::create_directories(dir_ / "certs");
     std::filesystem::copy_file(dir_ / "ca.crt", dir_ / "certs/ca.crt");
-    server_ = mc::testing::StartPythonServer(
-        "http_test_server.py",
-        {"--tls", (dir_ / "server.crt").string(), (dir_ / "server.key").string()});
+  }
+  void StartServer(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--tls", (dir_ / "server.crt").string(),
+                                     (dir_ / "server.key").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    server_ = mc::testing::StartPythonServer("http_test_server.py", args);
     url_ = "https://127.0.0.1:" + std::to_string(server_->port()) + "/bytes/100";
   }
   oci::Result<HttpResponse> Fetch(TransportOptions opts) {
@@ -248,6 +289,7 @@ class CurlTlsTest : public ::testing::Test {
 };
 
 TEST_F(CurlTlsTest, VerifiesWithCertDirAndRefusesWithout) {
+  StartServer();
   TransportOptions opts;
   opts.system_cert_dirs = {};
   auto refused = Fetch(opts);
@@ -269,6 +311,7 @@ TEST_F(CurlTlsTest, VerifiesWithCertDirAndRefusesWithout) {
 }
 
 TEST_F(CurlTlsTest, UsesCertsDForHostPort) {
+  StartServer();
   TransportOptions opts;
   auto host_dir = dir_ / "certs.d" / ("127.0.0.1:" + std::to_string(server_->port()));
   std::filesystem::create_directories(host_dir);
@@ -277,6 +320,20 @@ TEST_F(CurlTlsTest, UsesCertsDForHostPort) {
   auto ok = Fetch(opts);
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(ok->status, 200);
+}
+
+TEST_F(CurlTlsTest, PresentsClientCertificateFromCertDir) {
+  StartServer({"--client-ca", (dir_ / "ca.crt").string()});
+  TransportOptions opts;
+  opts.tls.cert_dir = (dir_ / "certs").string();
+  auto refused = Fetch(opts);
+  EXPECT_FALSE(refused && refused->ReadBody()) << "server demands a client certificate";
+  std::filesystem::copy_file(dir_ / "client.cert", dir_ / "certs/client.cert");
+  std::filesystem::copy_file(dir_ / "client.key", dir_ / "certs/client.key");
+  auto ok = Fetch(opts);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->ReadBody().value().size(), 100u);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@ Prints "ready PORT" on stdout once listening. Routes (all deterministic):
                            {"length": L, "sha256": HEX, "method": M}
   ANY  /headers            JSON object of the request headers (names lower-cased)
   ANY  /redirect?to=URL&status=S   redirect (default 302) to URL
+  GET  /stall              announces 1000 bytes, sends none, stalls for 30 s
   ANY  /loop               302 to itself
   ANY  /flaky/KEY?fail=N&status=S&retry_after=R
                            the first N requests for KEY get status S (with
@@ -22,7 +23,7 @@ Prints "ready PORT" on stdout once listening. Routes (all deterministic):
   POST /token              OAuth2 form variant (grant_type refresh_token|password)
   GET  /stats              JSON counters: requests per path prefix, token requests,
                            last token scopes
-Options: --host H --tls CERT KEY --basic-user U --basic-pass P --token-ttl S
+Options: --host H --tls CERT KEY --client-ca CA --basic-user U --basic-pass P --token-ttl S
          --token-needs-auth
 """
 import argparse
@@ -115,6 +116,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/redirect":
             self.read_body()
             return self.reply(int(q.get("status", "302")), "", {"Location": q["to"]})
+        if path == "/stall":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(30)
+            self.close_connection = True
+            return None
         if path == "/loop":
             return self.reply(302, "", {"Location": "/loop"})
         if path.startswith("/flaky/"):
@@ -244,6 +253,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--client-ca", help="require a client certificate signed by this CA")
     p.add_argument("--basic-user")
     p.add_argument("--basic-pass")
     p.add_argument("--identity-token", default="idtok")
@@ -255,6 +265,9 @@ def main():
     if ARGS.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(ARGS.tls[0], ARGS.tls[1])
+        if ARGS.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(ARGS.client_ca)
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print(f"ready {server.server_address[1]}", flush=True)
     server.serve_forever()

@@ -37,7 +37,8 @@ inline long RssKiB() {
   return p == std::string::npos ? 0 : std::stol(s.substr(p + 6));
 }
 
-// Makes ca.crt (+ ca.key) and server.crt/server.key for IP 127.0.0.1 in dir.
+// Makes ca.crt (+ ca.key), server.crt/server.key for IP 127.0.0.1 and a
+// client certificate client.cert/client.key (certs.d names) in dir.
 // Returns false (with output in *log) when openssl fails.
 bool MakeTestCa(const std::filesystem::path& dir, std::string* log);
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Download benchmark (issue 5): a 2 GiB synthetic model served from loopback,
+# the Hub API by tests/support/hub_server.py and the file bytes by nginx
+# behind its redirects, fetched by
+#   - mc-engine download (parallel ranged segments, SHA-256 verified)
+#   - four parallel curls over the same nginx URLs (no verification)
+#   - aria2c -x8 -s8 (no verification)
+#   - curl of each file in turn
+#   - mc-engine build hf://… oci:… vs download then build DIR oci:… (when
+#     `build` exists in this binary)
+# Reports the median of RUNS runs: wall seconds, MB/s, peak RSS (KiB).
+#
+# Usage: benchmarks/download_bench.sh [BUILD_DIR] (env: RUNS=3 WORK=/tmp/mc-dl-bench SIZE_MIB=2048)
+# Needs: nginx (Debian nginx-light), aria2c, curl, python3, /usr/bin/time.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+engine=$build/cmd/mc-engine
+runs=${RUNS:-3}
+work=${WORK:-/tmp/mc-dl-bench}
+size_mib=${SIZE_MIB:-2048}
+mkdir -p "$work"
+model=$work/model
+out=$work/out
+
+for tool in nginx aria2c curl python3 /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx-light aria2 time)"; exit 2; }
+done
+
+# The model: four LFS-sized shards and a few small files (random bytes).
+if [[ ! -f $model/.complete-$size_mib ]]; then
+  rm -rf "$model"; mkdir -p "$model"
+  shard=$((size_mib / 4))
+  for i in 1 2 3 4; do
+    head -c $((shard << 20)) /dev/urandom > "$model/model-0000$i-of-00004.safetensors"
+  done
+  echo '{"model_type":"bench","hidden_size":4096}' > "$model/config.json"
+  head -c 200000 /dev/urandom | base64 > "$model/tokenizer.json"
+  echo '{"bos_token":"<s>"}' > "$model/tokenizer_config.json"
+  touch "$model/.complete-$size_mib"
+fi
+total_bytes=$(find "$model" -type f ! -name '.complete-*' -printf '%s\n' | awk '{s+=$1} END {print s}')
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# nginx, unprivileged config on a free port, root = the model directory.
+nginx_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  sendfile on;
+  tcp_nopush on;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    root $model;
+  }
+}
+EOF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+
+# The Hub test server, redirecting LFS files (>= 1 MiB) to nginx.
+python3 -u "$root/tests/support/hub_server.py" --repo "org/bench=$model" --lfs-threshold 1048576 \
+  --cdn-url "http://127.0.0.1:$nginx_port" > "$work/hub.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^ready' "$work/hub.out" 2>/dev/null && break; sleep 0.1; done
+hub_port=$(awk '/^ready/ {print $2}' "$work/hub.out")
+export HF_ENDPOINT=http://127.0.0.1:$hub_port
+sleep 0.5
+curl -sf "http://127.0.0.1:$nginx_port/config.json" >/dev/null || { echo "nginx did not start"; cat "$work/nginx/error.log"; exit 1; }
+
+urls=$work/urls.txt
+(cd "$model" && find . -type f ! -name '.complete-*' -printf '%P\n' | sort) |
+  sed "s|^|http://127.0.0.1:$nginx_port/|" > "$urls"
+
+# run NAME COMMAND...: RUNS timed runs into $out (emptied before each).
+results=()
+run() {
+  local name=$1; shift
+  local walls=() rss=()
+  for _ in $(seq "$runs"); do
+    rm -rf "$out"; mkdir -p "$out"; sync
+    /usr/bin/time -f '%e %M' -o "$work/time.txt" bash -c "$*" > "$work/run.log" 2>&1 ||
+      { echo "$name failed:"; tail -5 "$work/run.log"; return 1; }
+    read -r w m < "$work/time.txt"
+    walls+=("$w"); rss+=("$m")
+  done
+  local med_w med_m
+  med_w=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  med_m=$(printf '%s\n' "${rss[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  local mbs
+  mbs=$(awk -v b="$total_bytes" -v w="$med_w" 'BEGIN {printf "%.0f", b / 1e6 / w}')
+  results+=("$(printf '%-44s %8s %8s %10s   (runs: %s)' "$name" "$med_w" "$mbs" "$med_m" "${walls[*]}")")
+  echo "${results[-1]}"
+}
+
+echo "model: $total_bytes bytes in $(wc -l < "$urls") files; median of $runs runs"
+printf '%-44s %8s %8s %10s\n' "what" "wall s" "MB/s" "RSS KiB"
+run "mc-engine download --jobs 8 (sha256 verified)" \
+  "$engine --progress none download hf://org/bench $out --jobs 8"
+run "mc-engine download --jobs 4 (sha256 verified)" \
+  "$engine --progress none download hf://org/bench $out --jobs 4"
+run "4 parallel curl (no verification)" \
+  "cd $out && xargs -P4 -n1 curl -sf -O < $urls"
+run "aria2c -x8 -s8 (no verification)" \
+  "aria2c -q -x8 -s8 -j4 --file-allocation=none --check-certificate=false -d $out -i $urls"
+run "curl each file in turn (no verification)" \
+  "cd $out && xargs -n1 curl -sf -O < $urls"
+if "$engine" --help 2>&1 | grep -qE '^ +build'; then
+  run "build hf:// oci: (streamed, no staging)" \
+    "$engine --progress none build hf://org/bench oci:$out/layout:bench --compression none"
+  run "download, then build DIR oci:" \
+    "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m oci:$out/layout:bench --compression none"
+else
+  echo "(build is not in this binary: build hf:// vs download+build skipped)"
+fi
+rm -rf "$out"

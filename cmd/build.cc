@@ -1,0 +1,162 @@
+// `mc-engine build SOURCE DEST`: a model directory (or hf://ORG/NAME[@REV]) into
+// a modelcar image at oci:DIR[:TAG] or docker://HOST/REPO[:TAG].
+#include <cstdio>
+#include <filesystem>
+
+#include "cmd/cli.h"
+#include "engine/build.h"
+#include "engine/image_ref.h"
+#include "oci/io.h"
+#include "oci/layout.h"
+#include "registry/log.h"
+
+namespace mc::cmd {
+namespace {
+
+struct BuildFlags {
+  std::string source;
+  std::string dest;
+  std::string base = "scratch";
+  std::string prefix = "/models";
+  std::string compression = "gzip";
+  int compression_level = -1;
+  std::string platform = "linux/amd64";
+  std::string max_layer_size;
+  bool layer_per_file = false;
+  std::vector<std::string> labels;
+  std::vector<std::string> annotations;
+  int jobs = 0;
+  std::string cache_dir;
+  bool strict = false;
+  bool no_cache = false;
+  std::string digestfile;
+  std::string metadata;
+  RegistryFlags registry;
+};
+
+oci::Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector<std::string>& kvs,
+                                                                const std::string& flag) {
+  std::map<std::string, std::string> out;
+  for (const auto& kv : kvs) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       flag + " \"" + kv + "\" is not KEY=VALUE");
+    }
+    out[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return out;
+}
+
+engine::RemoteSettings Remote(const RegistryFlags& f, std::string side, int verbose) {
+  engine::RemoteSettings r;
+  r.transport.tls.verify = f.tls_verify;
+  r.transport.tls.cert_dir = f.cert_dir;
+  r.transport.retry_times = f.retry_times;
+  r.transport.trace = verbose >= 2;
+  r.authfile = f.authfile;
+  r.creds = f.creds;
+  r.side = std::move(side);
+  return r;
+}
+
+oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
+  engine::BuildOptions o;
+  o.prefix = f.prefix;
+  MC_ASSIGN_OR_RETURN(o.compression, oci::ParseCompression(f.compression));
+  o.compression_level = f.compression_level;
+  o.jobs = f.jobs;
+  if (!f.max_layer_size.empty()) {
+    MC_ASSIGN_OR_RETURN(o.max_layer_size, ParseSize(f.max_layer_size));
+    if (o.max_layer_size == 0) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput, "--max-layer-size must be greater than 0");
+    }
+  }
+  o.layer_per_file = f.layer_per_file;
+  MC_ASSIGN_OR_RETURN(o.labels, ParseKeyValues(f.labels, "--label"));
+  MC_ASSIGN_OR_RETURN(o.annotations, ParseKeyValues(f.annotations, "--annotation"));
+  o.mtime = oci::DefaultMtime();
+  o.strict = f.strict;
+  o.cache_dir = f.cache_dir;
+  o.use_cache = !f.no_cache;
+  if (f.platform == "all") {
+    o.all_platforms = true;
+  } else {
+    MC_ASSIGN_OR_RETURN(o.platform, oci::Platform::Parse(f.platform));
+  }
+  MC_RETURN_IF_ERROR(oci::NormalizePrefix(f.prefix));
+
+  engine::RemoteSettings remote = Remote(f.registry, "destination", ctx.global.verbose);
+  MC_ASSIGN_OR_RETURN(engine::ImageLocation dest_loc, engine::ParseImageLocation(f.dest));
+
+  engine::OpenedSource base;
+  if (f.base != "scratch" && !f.base.empty()) {
+    MC_ASSIGN_OR_RETURN(engine::ImageLocation base_loc, engine::ParseImageLocation(f.base));
+    auto opened = engine::OpenSource(base_loc, Remote(f.registry, "base", ctx.global.verbose));
+    if (!opened) return std::unexpected(opened.error().Wrap("opening base image " + f.base));
+    base = std::move(*opened);
+    o.base = base.source.get();
+    o.base_ref = base.tag_or_digest;
+    o.base_name = base.canonical;
+  } else if (o.all_platforms) {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "--platform all needs a multi-platform --base image");
+  }
+
+  engine::ModelInput input;
+  if (f.source.starts_with("hf://")) {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "building from hf:// is not available in this build; run 'mc-engine download' first");
+  }
+  input.dir = f.source;
+  input.source = f.source;
+
+  MC_ASSIGN_OR_RETURN(engine::OpenedDestination dest, engine::OpenDestination(dest_loc, remote));
+  o.tag = dest.tag;
+  if (base.source && !dest.registry_host.empty() && dest.registry_host == base.registry_host &&
+      base.repository != dest.repository) {
+    o.base_mount_from = base.repository;
+  }
+  auto built = engine::BuildImage(input, o, *dest.dest, &ctx.progress);
+  if (!built) return std::unexpected(built.error().Wrap("building " + f.dest));
+
+  if (!f.digestfile.empty()) {
+    MC_RETURN_IF_ERROR(oci::WriteFileAtomic(f.digestfile, built->manifest.digest.String()));
+  }
+  registry::Log()->info("built {} from {} files ({} bytes) in {} layer(s): {}", dest.dest->Describe(),
+                        built->files, built->bytes, built->layers.size(),
+                        built->manifest.digest.String());
+  std::printf("%s\n", built->manifest.digest.String().c_str());
+  return {};
+}
+
+void SetupBuild(CLI::App& app, Context& ctx) {
+  auto flags = std::make_shared<BuildFlags>();
+  CLI::App* cmd = app.add_subcommand("build", "build a modelcar image from a model directory");
+  cmd->add_option("SOURCE", flags->source, "model directory (or hf://ORG/NAME[@REVISION])")->required();
+  cmd->add_option("DEST", flags->dest, "oci:DIR[:TAG] or docker://HOST/REPO[:TAG]")->required();
+  cmd->add_option("--base", flags->base, "base image: scratch, oci:DIR[:TAG] or docker://REF")
+      ->default_str("scratch");
+  cmd->add_option("--prefix", flags->prefix, "where the model lands in the image")->default_str("/models");
+  cmd->add_option("--compression", flags->compression, "gzip, zstd or none")->default_str("gzip");
+  cmd->add_option("--compression-level", flags->compression_level, "codec level (-1 = default)");
+  cmd->add_option("--platform", flags->platform, "OS/ARCH[/VARIANT] or all")->default_str("linux/amd64");
+  cmd->add_option("--max-layer-size", flags->max_layer_size,
+                  "split the model into layers of at most SIZE (e.g. 10G)");
+  cmd->add_flag("--layer-per-file", flags->layer_per_file, "one layer per large file");
+  cmd->add_option("--label", flags->labels, "config label KEY=VALUE (repeatable)");
+  cmd->add_option("--annotation", flags->annotations, "manifest annotation KEY=VALUE (repeatable)");
+  cmd->add_option("--jobs,-j", flags->jobs, "compression threads (default: CPUs)");
+  cmd->add_option("--cache-dir", flags->cache_dir, "state directory for re-runs and resume");
+  cmd->add_flag("--no-cache", flags->no_cache, "always read and build the model layers");
+  cmd->add_flag("--strict", flags->strict, "fail when the modelcar contract does not hold");
+  cmd->add_option("--digestfile", flags->digestfile, "write the manifest digest to this file");
+  cmd->add_option("--metadata", flags->metadata, "update publish-metadata.json at this path");
+  AddRegistryFlags(cmd, flags->registry);
+  cmd->callback([flags, &ctx] { ctx.run = [flags, &ctx] { return RunBuild(*flags, ctx); }; });
+}
+
+MC_REGISTER_COMMAND(10, SetupBuild);
+
+}  // namespace
+}  // namespace mc::cmd

@@ -1,0 +1,358 @@
+// Image assembly for `mc-engine build`.
+//
+// Order matters and follows protocols.md 3.9: the model layers are built
+// (streamed into the destination) and the base layers made present first,
+// then the config (which needs the diff_ids only known after the layers), then
+// the manifest, and for --platform all the index last. A manifest is only
+// stored after every blob it names is present, so a failed build never leaves
+// a tag pointing at an incomplete image.
+//
+// Everything that goes into the config and manifest is deterministic: the
+// created time comes from SOURCE_DATE_EPOCH (or 0), serialisation is canonical,
+// and local paths never enter the image metadata.
+#include "engine/build.h"
+
+#include <ctime>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "engine/build_cache.h"
+#include "engine/cancel.h"
+#include "oci/media_types.h"
+#include "registry/log.h"
+
+namespace mc::engine {
+namespace {
+
+using nlohmann::json;
+using oci::ErrorCode;
+using oci::Result;
+
+struct BaseImage {
+  json config;
+  std::vector<oci::Descriptor> layers;  // media types converted to OCI
+  oci::Platform platform;
+  std::optional<oci::Digest> manifest_digest;
+};
+
+BaseImage ScratchBase(const oci::Platform& p) {
+  BaseImage b;
+  b.platform = p;
+  b.config = {{"architecture", p.architecture},
+              {"os", p.os},
+              {"config", json::object()},
+              {"rootfs", {{"type", "layers"}, {"diff_ids", json::array()}}}};
+  if (!p.variant.empty()) b.config["variant"] = p.variant;
+  return b;
+}
+
+Result<BaseImage> LoadBaseManifest(oci::ImageSource& src, const oci::RawManifest& raw,
+                                   const std::string& what) {
+  MC_ASSIGN_OR_RETURN(oci::Manifest m, oci::ParseManifest(raw.bytes, what));
+  MC_ASSIGN_OR_RETURN(std::string cfg_bytes, src.ReadBlob(m.config));
+  MC_ASSIGN_OR_RETURN(json cfg, oci::ParseJson(cfg_bytes, what + " config"));
+  if (!cfg.is_object()) return oci::Fail(ErrorCode::kInvalidInput, what + ": config is not an object");
+  BaseImage b;
+  b.config = std::move(cfg);
+  b.manifest_digest = raw.digest;
+  b.platform.os = b.config.value("os", "linux");
+  b.platform.architecture = b.config.value("architecture", "amd64");
+  b.platform.variant = b.config.value("variant", "");
+  for (auto l : m.layers) {
+    l.media_type = oci::media::ToOci(l.media_type);
+    b.layers.push_back(std::move(l));
+  }
+  if (!b.config.contains("rootfs") || !b.config["rootfs"].contains("diff_ids") ||
+      b.config["rootfs"]["diff_ids"].size() != b.layers.size()) {
+    return oci::Fail(ErrorCode::kInvalidInput,
+                     what + ": config rootfs.diff_ids does not match the manifest's layers");
+  }
+  return b;
+}
+
+Result<std::vector<BaseImage>> LoadBase(const BuildOptions& o) {
+  if (!o.base) return std::vector<BaseImage>{ScratchBase(o.platform)};
+  std::string what = "base image " + o.base_name;
+  MC_ASSIGN_OR_RETURN(oci::RawManifest raw, o.base->GetManifest(o.base_ref));
+  if (!oci::media::IsIndex(raw.media_type)) {
+    MC_ASSIGN_OR_RETURN(BaseImage b, LoadBaseManifest(*o.base, raw, what));
+    if (!o.all_platforms && !o.platform.Matches(b.platform)) {
+      return oci::Fail(ErrorCode::kInvalidInput, what + " is " + b.platform.String() +
+                                                     ", not the requested " + o.platform.String() +
+                                                     " (use --platform " + b.platform.String() + ")");
+    }
+    return std::vector<BaseImage>{std::move(b)};
+  }
+  MC_ASSIGN_OR_RETURN(oci::Index index, oci::ParseIndex(raw.bytes, what));
+  std::vector<BaseImage> out;
+  std::string available;
+  for (const auto& d : index.manifests) {
+    if (!d.platform || d.platform->os == "unknown") continue;  // attestations
+    available += (available.empty() ? "" : ", ") + d.platform->String();
+    if (!o.all_platforms && !o.platform.Matches(*d.platform)) continue;
+    MC_ASSIGN_OR_RETURN(oci::RawManifest child, o.base->GetManifest(d.digest.String()));
+    MC_ASSIGN_OR_RETURN(BaseImage b, LoadBaseManifest(*o.base, child, what + " " + d.platform->String()));
+    b.platform = *d.platform;
+    out.push_back(std::move(b));
+    if (!o.all_platforms) break;
+  }
+  if (out.empty()) {
+    return oci::Fail(ErrorCode::kInvalidInput, what + " has no " + o.platform.String() +
+                                                   " image (available: " + available + ")");
+  }
+  return out;
+}
+
+// KServe modelcar contract (design.md, protocols.md 4.2).
+std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries,
+                                       const std::vector<BaseImage>& bases, const BuildOptions& o) {
+  std::vector<std::string> warnings;
+  bool any_file = false;
+  for (const auto& e : entries) any_file |= e.type == oci::TarEntry::Type::kFile;
+  if (!any_file) warnings.push_back("the model has no files: KServe's modelcar init container fails on an empty " + o.prefix);
+  if (!o.base) {
+    warnings.push_back("the base is scratch: KServe's modelcar sidecar needs sh, ln, sleep and ls; "
+                       "use --base with a small image that has a shell (e.g. ubi-micro or busybox)");
+  }
+  for (const auto& b : bases) {
+    const json& c = b.config.contains("config") ? b.config["config"] : json::object();
+    if (c.contains("Entrypoint") && !c["Entrypoint"].is_null() && !c["Entrypoint"].empty()) {
+      warnings.push_back("the base image sets an Entrypoint: KServe passes the sidecar command as "
+                         "args, so it would be appended to it; use a base without Entrypoint");
+      break;
+    }
+  }
+  if (o.prefix != "/models" && o.prefix != "/models/") {
+    warnings.push_back("--prefix " + o.prefix + ": KServe modelcars expect the model in /models");
+  }
+  return warnings;
+}
+
+Result<std::vector<BuiltLayer>> BuildModelLayers(const std::vector<std::vector<oci::TarEntry>>& groups,
+                                                 const ModelInput& input, const BuildOptions& o,
+                                                 oci::BlobSink& sink, Progress* progress) {
+  std::vector<BuiltLayer> layers(groups.size());
+  std::vector<std::optional<oci::Error>> errors(groups.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < groups.size(); i = next++) {
+      if (Cancelled()) {
+        errors[i] = oci::Error{ErrorCode::kCancelled, "interrupted"};
+        continue;
+      }
+      uint64_t total = 0;
+      for (const auto& e : groups[i]) total += e.size + 512;
+      LayerBuildOptions lo;
+      lo.compression = o.compression;
+      lo.compression_level = o.compression_level;
+      lo.jobs = o.jobs;
+      lo.mtime = o.mtime;
+      lo.content = input.content;
+      if (progress) {
+        lo.progress = progress->Start("build", "layer " + std::to_string(i + 1), total);
+      }
+      auto r = BuildLayer(groups[i], lo, sink);
+      if (r) {
+        layers[i] = std::move(*r);
+      } else {
+        errors[i] = r.error();
+      }
+    }
+  };
+  size_t parallel = std::min<size_t>(groups.size(), std::max(1, o.parallel_layers));
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < parallel; ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < errors.size(); ++i) {
+    if (errors[i]) {
+      if (groups.size() == 1) return std::unexpected(*errors[i]);
+      return std::unexpected(errors[i]->Wrap("layer " + std::to_string(i + 1) + " of " +
+                                             std::to_string(groups.size())));
+    }
+  }
+  return layers;
+}
+
+Result<oci::Descriptor> PutSmallBlob(oci::BlobSink& sink, const std::string& bytes,
+                                     std::string media_type) {
+  oci::Descriptor d;
+  d.media_type = std::move(media_type);
+  d.digest = oci::Digest::Of(bytes);
+  d.size = static_cast<int64_t>(bytes.size());
+  MC_ASSIGN_OR_RETURN(bool have, sink.Exists(d.digest));
+  if (have) return d;
+  oci::BlobHint hint{d.digest, d.size, d.media_type, std::nullopt};
+  MC_ASSIGN_OR_RETURN(auto w, sink.Begin(hint));
+  if (!w->done()) MC_RETURN_IF_ERROR(w->Write(oci::AsBytes(bytes)));
+  MC_RETURN_IF_ERROR(w->Commit(d.digest, bytes.size()));
+  return d;
+}
+
+std::string ModelTitle(const ModelInput& input) {
+  std::string s = input.source.empty() ? input.dir : input.source;
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  size_t slash = s.rfind('/');
+  return slash == std::string::npos ? s : s.substr(slash + 1);
+}
+
+json MakeConfig(const BaseImage& base, const std::vector<BuiltLayer>& layers,
+                const BuildOptions& o, const std::string& created) {
+  json cfg = base.config;
+  cfg["created"] = created;
+  json& diff_ids = cfg["rootfs"]["diff_ids"];
+  for (const auto& l : layers) diff_ids.push_back(l.diff_id.String());
+  if (!cfg.contains("config") || !cfg["config"].is_object()) cfg["config"] = json::object();
+  json& c = cfg["config"];
+  if (!o.labels.empty()) {
+    if (!c.contains("Labels") || !c["Labels"].is_object()) c["Labels"] = json::object();
+    for (const auto& [k, v] : o.labels) c["Labels"][k] = v;
+  }
+  if (!o.user.empty()) c["User"] = o.user;
+  if (!cfg.contains("history") || !cfg["history"].is_array()) cfg["history"] = json::array();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::string by = "mc-engine build --prefix " + o.prefix;
+    if (layers.size() > 1) by += " (model layer " + std::to_string(i + 1) + " of " + std::to_string(layers.size()) + ")";
+    cfg["history"].push_back({{"created", created}, {"created_by", by}, {"comment", "model files"}});
+  }
+  return cfg;
+}
+
+}  // namespace
+
+std::string Rfc3339(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Result<void> TransferBlob(oci::ImageSource& src, const oci::Descriptor& desc, oci::BlobSink& dest,
+                          const std::optional<std::string>& mount_from, ProgressTask* progress) {
+  MC_ASSIGN_OR_RETURN(bool have, dest.Exists(desc.digest));
+  if (have) {
+    if (progress) progress->Add(static_cast<uint64_t>(desc.size));
+    return {};
+  }
+  oci::BlobHint hint{desc.digest, desc.size, desc.media_type, mount_from};
+  MC_ASSIGN_OR_RETURN(auto w, dest.Begin(hint));
+  if (!w->done()) {
+    MC_ASSIGN_OR_RETURN(auto raw, src.OpenBlob(desc));
+    oci::VerifyingReader in(std::move(raw), desc.digest, desc.size,
+                            "blob " + desc.digest.Short() + " from " + src.Describe());
+    std::vector<std::byte> buf(1 << 20);
+    for (;;) {
+      auto n = in.Read(buf);
+      if (!n) {
+        w->Abort();
+        return std::unexpected(n.error());
+      }
+      if (*n == 0) break;
+      if (auto r = w->Write(std::span(buf.data(), *n)); !r) {
+        w->Abort();
+        return std::unexpected(r.error());
+      }
+      if (progress) progress->Add(*n);
+    }
+  }
+  return w->Commit(desc.digest, static_cast<uint64_t>(desc.size));
+}
+
+Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
+                               oci::ImageDestination& dest, Progress* progress) {
+  BuildResult result;
+  std::vector<oci::TarEntry> entries = input.entries;
+  if (!input.dir.empty()) {
+    MC_ASSIGN_OR_RETURN(entries, oci::ScanDirectory(input.dir, oci::ScanOptions{o.prefix}));
+  }
+  for (const auto& e : entries) {
+    if (e.type == oci::TarEntry::Type::kFile) {
+      ++result.files;
+      result.bytes += e.size;
+    }
+  }
+  MC_ASSIGN_OR_RETURN(std::vector<BaseImage> bases, LoadBase(o));
+  result.warnings = CheckContract(entries, bases, o);
+  if (o.strict && !result.warnings.empty()) {
+    return oci::Fail(ErrorCode::kInvalidInput,
+                     "modelcar contract (--strict): " + result.warnings.front());
+  }
+  for (const auto& w : result.warnings) registry::Log()->warn("{}", w);
+
+  // Base layers first (cheap when present or mountable), then the model.
+  for (const auto& b : bases) {
+    for (const auto& l : b.layers) {
+      auto r = TransferBlob(*o.base, l, dest, o.base_mount_from);
+      if (!r) return std::unexpected(r.error().Wrap("copying base layer " + l.digest.Short()));
+    }
+  }
+  // A re-run whose layers are all at the destination does not read the model.
+  std::optional<BuildCache> cache;
+  std::string key;
+  if (!input.dir.empty() && o.use_cache) {
+    cache.emplace(o.cache_dir, input.dir);
+    key = cache->Key(entries, o);
+    if (auto hit = cache->Lookup(key)) {
+      bool all = true;
+      for (const auto& l : *hit) {
+        auto have = dest.Exists(l.descriptor.digest);
+        all = all && have && *have;
+      }
+      if (all) {
+        registry::Log()->info("model layers unchanged and present at {}: not re-reading the model",
+                              dest.Describe());
+        result.layers = std::move(*hit);
+        result.from_cache = true;
+      }
+    }
+  }
+  if (!result.from_cache) {
+    auto groups = oci::PlanLayers(entries, o.max_layer_size, o.layer_per_file);
+    MC_ASSIGN_OR_RETURN(result.layers, BuildModelLayers(groups, input, o, dest, progress));
+    if (cache) cache->Store(key, result.layers);
+  }
+
+  const std::string created = Rfc3339(o.mtime);
+  std::vector<oci::RawManifest> manifests;
+  for (const auto& b : bases) {
+    json cfg = MakeConfig(b, result.layers, o, created);
+    MC_ASSIGN_OR_RETURN(oci::Descriptor cfg_desc,
+                        PutSmallBlob(dest, oci::CanonicalJson(cfg), std::string(oci::media::kOciConfig)));
+    result.config = cfg_desc;
+    oci::Manifest m;
+    m.config = cfg_desc;
+    m.layers = b.layers;
+    for (const auto& l : result.layers) m.layers.push_back(l.descriptor);
+    m.annotations["org.opencontainers.image.created"] = created;
+    m.annotations["org.opencontainers.image.title"] = ModelTitle(input);
+    if (input.source.starts_with("hf://")) m.annotations["org.opencontainers.image.source"] = input.source;
+    if (!input.revision.empty()) m.annotations["org.opencontainers.image.revision"] = input.revision;
+    if (o.base) {
+      m.annotations["org.opencontainers.image.base.name"] = o.base_name;
+      if (b.manifest_digest) m.annotations["org.opencontainers.image.base.digest"] = b.manifest_digest->String();
+    }
+    for (const auto& [k, v] : o.annotations) m.annotations[k] = v;
+    manifests.push_back(oci::RawManifest::FromBytes(oci::SerializeManifest(m),
+                                                    std::string(oci::media::kOciManifest)));
+  }
+  if (manifests.size() == 1 && !o.all_platforms) {
+    result.manifest = manifests.front();
+    MC_RETURN_IF_ERROR(dest.PutManifest(result.manifest, o.tag));
+    return result;
+  }
+  oci::Index index;
+  for (size_t i = 0; i < manifests.size(); ++i) {
+    MC_RETURN_IF_ERROR(dest.PutChildManifest(manifests[i]));
+    oci::Descriptor d = manifests[i].ToDescriptor();
+    d.platform = bases[i].platform;
+    index.manifests.push_back(d);
+  }
+  result.manifest = oci::RawManifest::FromBytes(oci::SerializeIndex(index), std::string(oci::media::kOciIndex));
+  MC_RETURN_IF_ERROR(dest.PutManifest(result.manifest, o.tag));
+  return result;
+}
+
+}  // namespace mc::engine

@@ -1,0 +1,38 @@
+// The build state file: remembers, per model file list (names, sizes, mtimes,
+// modes) and layer-relevant build options, the layers that were built. A re-run
+// whose layers already exist at the destination then skips reading the model
+// at all (design.md "Re-runs, resume").
+//
+// The file lives in --cache-dir (default: DIR/../.mc-engine-cache/<basename of DIR>)
+// and is advisory: when it cannot be read or written we build normally.
+// Thread guarantee: one thread at a time.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/build.h"
+
+namespace mc::engine {
+
+class BuildCache {
+ public:
+  // cache_dir "" = the default beside model_dir.
+  BuildCache(const std::string& cache_dir, const std::string& model_dir);
+
+  // Key of the layers of `entries` built with `options`; empty when an entry
+  // has no source file (streamed inputs are not cached).
+  std::string Key(const std::vector<oci::TarEntry>& entries, const BuildOptions& options) const;
+
+  std::optional<std::vector<BuiltLayer>> Lookup(const std::string& key) const;
+  void Store(const std::string& key, const std::vector<BuiltLayer>& layers) const;
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+}  // namespace mc::engine

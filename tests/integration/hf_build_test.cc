@@ -1,0 +1,53 @@
+// `mc-engine build hf://… oci:…` streams the snapshot into the layer and must
+// give the very image that `download` followed by `build DIR` gives.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tests/support/hub_fixture.h"
+
+namespace mc::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool EngineHasBuild() {
+  std::string out;
+  Run(Quote(EngineBinary()) + " --help", &out);
+  return out.find("build") != std::string::npos;
+}
+
+std::string ManifestDigest(const fs::path& layout) {
+  auto index = nlohmann::json::parse(ReadFile(layout / "index.json"));
+  return index.at("manifests").at(0).at("digest").get<std::string>();
+}
+
+TEST(HfBuildTest, StreamedBuildEqualsDownloadThenBuild) {
+  if (!EngineHasBuild()) GTEST_SKIP() << "this binary has no build command yet";
+  TempDir model, work;
+  MakeTestModel(model.path());
+  HubServer hub(model.path());
+  std::string output;
+  fs::path dir = work / "model";
+  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(dir), &output), 0) << output;
+  // The download's resume state is not part of the model.
+  fs::remove_all(dir / ".mc-download");
+  ASSERT_EQ(hub.Engine("build " + Quote(dir) + " oci:" + (work / "a").string() + ":t", &output), 0)
+      << output;
+  auto before = hub.Stats();
+  ASSERT_EQ(hub.Engine("build hf://org/model oci:" + (work / "b").string() + ":t", &output), 0)
+      << output;
+  EXPECT_EQ(ManifestDigest(work / "a"), ManifestDigest(work / "b"));
+  // The streamed build fetched the bytes again (nothing was staged on disk).
+  EXPECT_GT(hub.Stats()["bytes"]["cdn"].get<uint64_t>(), before["bytes"]["cdn"].get<uint64_t>());
+
+  // A corrupted byte fails the streamed build with exit 5 and no image.
+  HubServer bad(model.path(), {"--corrupt", "model-00002-of-00002.safetensors"});
+  EXPECT_EQ(bad.Engine("build hf://org/model oci:" + (work / "c").string() + ":t", &output), 5)
+      << output;
+  EXPECT_FALSE(fs::exists(work / "c" / "index.json") &&
+               ReadFile(work / "c" / "index.json").find("manifests\":[{") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace mc::testing
