@@ -1,6 +1,8 @@
 #include "engine/image_ref.h"
 
 #include "oci/layout.h"
+#include "registry/reference.h"
+#include "registry/remote.h"
 
 namespace mc::engine {
 
@@ -49,8 +51,21 @@ oci::Result<ImageLocation> ParseImageLocation(const std::string& s) {
                        "\": use oci:DIR[:TAG] or docker://HOST/REPO[:TAG]");
 }
 
+namespace {
+
+registry::RemoteOptions ToRemoteOptions(const RemoteSettings& s) {
+  registry::RemoteOptions o;
+  o.transport = s.transport;
+  o.authfile = s.authfile;
+  o.creds = s.creds;
+  if (!s.side.empty()) o.side = s.side;
+  return o;
+}
+
+}  // namespace
+
 oci::Result<OpenedDestination> OpenDestination(const ImageLocation& loc,
-                                               const RemoteSettings& /*remote*/) {
+                                               const RemoteSettings& remote) {
   OpenedDestination out;
   if (loc.kind == ImageLocation::Kind::kOciLayout) {
     MC_ASSIGN_OR_RETURN(auto dest, oci::LayoutDestination::Open(loc.path));
@@ -59,12 +74,20 @@ oci::Result<OpenedDestination> OpenDestination(const ImageLocation& loc,
     out.canonical = "oci:" + loc.path + (loc.tag.empty() ? "" : ":" + loc.tag);
     return out;
   }
-  // docker:// destinations: wired to registry/remote.h (OpenRemoteDestination).
-  return oci::Fail(oci::ErrorCode::kInvalidInput,
-                   "docker:// destinations are not available in this build: " + loc.original);
+  MC_ASSIGN_OR_RETURN(registry::Reference ref, registry::Reference::Parse(loc.reference));
+  MC_ASSIGN_OR_RETURN(out.dest, registry::OpenRemoteDestination(ref, ToRemoteOptions(remote)));
+  if (ref.tag()) {
+    out.tag = *ref.tag();
+  } else if (!ref.digest()) {
+    out.tag = "latest";
+  }
+  out.canonical = ref.String();
+  out.registry_host = ref.registry();
+  out.repository = ref.repository();
+  return out;
 }
 
-oci::Result<OpenedSource> OpenSource(const ImageLocation& loc, const RemoteSettings& /*remote*/) {
+oci::Result<OpenedSource> OpenSource(const ImageLocation& loc, const RemoteSettings& remote) {
   OpenedSource out;
   if (loc.kind == ImageLocation::Kind::kOciLayout) {
     MC_ASSIGN_OR_RETURN(auto src, oci::LayoutSource::Open(loc.path));
@@ -73,8 +96,13 @@ oci::Result<OpenedSource> OpenSource(const ImageLocation& loc, const RemoteSetti
     out.canonical = "oci:" + loc.path + (loc.tag.empty() ? "" : ":" + loc.tag);
     return out;
   }
-  return oci::Fail(oci::ErrorCode::kInvalidInput,
-                   "docker:// sources are not available in this build: " + loc.original);
+  MC_ASSIGN_OR_RETURN(registry::Reference ref, registry::Reference::Parse(loc.reference));
+  MC_ASSIGN_OR_RETURN(out.source, registry::OpenRemoteSource(ref, ToRemoteOptions(remote)));
+  out.tag_or_digest = ref.Identifier();
+  out.canonical = ref.String();
+  out.registry_host = ref.registry();
+  out.repository = ref.repository();
+  return out;
 }
 
 }  // namespace mc::engine
