@@ -148,6 +148,21 @@ for i in $(seq "$RUNS"); do
   measure skopeo-same-registry skopeo copy "${skopeo_flags[@]}" "$SRC" "docker://127.0.0.1:$PA/skopeo/copy$i:v1"
 done
 
+print_report() {
+  echo
+  echo "copy of a $((IMAGE_BYTES >> 20)) MiB image (storage: $([[ $TMPFS == 1 ]] && echo tmpfs || echo disk))"
+  for label in mc-loopback-cold skopeo-loopback-cold mc-loopback-noop skopeo-loopback-noop \
+               mc-same-registry skopeo-same-registry mc-wan-cold skopeo-wan-cold; do
+    [[ -f $WORK/$label.times ]] && report "$label"
+  done
+  return 0
+}
+print_report
+
+if [[ $WAN == 1 ]] && ! { tc qdisc add dev lo root netem delay 0ms 2>/dev/null && tc qdisc del dev lo root; }; then
+  echo "WAN case skipped: this kernel has no netem qdisc (sch_netem)" >&2
+  WAN=0
+fi
 if [[ $WAN == 1 ]]; then
   echo "== WAN: source registry in netns $NS, netem 20 ms each way" >&2
   ip netns add "$NS"
@@ -169,11 +184,5 @@ if [[ $WAN == 1 ]]; then
     reset_b
     measure skopeo-wan-cold skopeo copy "${skopeo_flags[@]}" "$WSRC" "docker://127.0.0.1:$PB/mirror/m:v1"
   done
+  print_report
 fi
-
-echo
-echo "copy of a $((IMAGE_BYTES >> 20)) MiB image (storage: $([[ $TMPFS == 1 ]] && echo tmpfs || echo disk))"
-for label in mc-loopback-cold skopeo-loopback-cold mc-loopback-noop skopeo-loopback-noop \
-             mc-same-registry skopeo-same-registry mc-wan-cold skopeo-wan-cold; do
-  [[ -f $WORK/$label.times ]] && report "$label"
-done
