@@ -39,9 +39,10 @@ struct CopyOptions {
   // Large blobs: read with `range_streams` parallel ranged reads of
   // `range_chunk` bytes each, reordered in front of the sequential upload.
   // At most `range_streams` chunks per blob and `max_ranged_blobs` such blobs
-  // are in flight, which bounds memory (default 2 × 4 × 16 MiB).
+  // are in flight (plus the one being consumed), which bounds memory
+  // (default 2 × 5 × 8 MiB; the destination's upload buffers a chunk too).
   uint64_t range_threshold = 64ull << 20;
-  uint64_t range_chunk = 16ull << 20;
+  uint64_t range_chunk = 8ull << 20;
   int range_streams = 4;
   int max_ranged_blobs = 2;
 };
