@@ -76,8 +76,9 @@ pids+=($!)
 python3 -u "$root/tests/support/hub_server.py" --repo "org/bench=$model" --lfs-threshold 1048576 \
   --cdn-url "http://127.0.0.1:$nginx_port" > "$work/hub.out" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do grep -q '^ready' "$work/hub.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1200); do grep -q '^ready' "$work/hub.out" 2>/dev/null && break; sleep 0.1; done
 hub_port=$(awk '/^ready/ {print $2}' "$work/hub.out")
+[[ -n $hub_port ]] || { echo "hub server did not start"; cat "$work/hub.out"; exit 1; }
 export HF_ENDPOINT=http://127.0.0.1:$hub_port
 sleep 0.5
 curl -sf "http://127.0.0.1:$nginx_port/config.json" >/dev/null || { echo "nginx did not start"; cat "$work/nginx/error.log"; exit 1; }

@@ -23,6 +23,22 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
+// Counts the Write calls (to see that file data reaches the Writer in whole
+// read blocks, not re-blocked by libarchive) and forwards them.
+class CountingWriter final : public mc::oci::Writer {
+ public:
+  explicit CountingWriter(mc::oci::Writer& next) : next_(next) {}
+  mc::oci::Result<void> Write(std::span<const std::byte> data) override {
+    ++calls_;
+    return next_.Write(data);
+  }
+  uint64_t calls() const { return calls_; }
+
+ private:
+  mc::oci::Writer& next_;
+  uint64_t calls_ = 0;
+};
+
 // One tar of `entries` into `out`; returns the tar size or exits on error.
 uint64_t TarOnce(const std::vector<mc::oci::TarEntry>& entries, mc::oci::Writer& out) {
   mc::oci::TarWriter tar(out, mc::oci::TarOptions{});
@@ -73,11 +89,13 @@ int main(int argc, char** argv) {
     mc::oci::NullWriter null;
     mc::oci::Digester digester;
     auto start = Clock::now();
-    uint64_t bytes = TarOnce(*entries, sha ? static_cast<mc::oci::Writer&>(digester) : null);
+    CountingWriter counter(sha ? static_cast<mc::oci::Writer&>(digester) : null);
+    uint64_t bytes = TarOnce(*entries, counter);
     double s = Seconds(start, Clock::now());
     rates.push_back(static_cast<double>(bytes) / s / 1e6);
-    std::printf("run %d: %llu bytes in %.3f s = %.0f MB/s%s%s\n", i + 1,
-                static_cast<unsigned long long>(bytes), s, rates.back(), sha ? "  " : "",
+    std::printf("run %d: %llu bytes in %.3f s = %.0f MB/s, %llu writes%s%s\n", i + 1,
+                static_cast<unsigned long long>(bytes), s, rates.back(),
+                static_cast<unsigned long long>(counter.calls()), sha ? "  " : "",
                 sha ? digester.Finish().String().c_str() : "");
   }
   std::sort(rates.begin(), rates.end());

@@ -19,6 +19,7 @@
 
 #include "engine/build_cache.h"
 #include "engine/cancel.h"
+#include "engine/download.h"
 #include "oci/media_types.h"
 #include "registry/log.h"
 #include "registry/remote.h"
@@ -257,6 +258,32 @@ json MakeConfig(const BaseImage& base, const std::vector<BuiltLayer>& layers,
   return cfg;
 }
 
+// `mc-engine download` keeps its state in DIR/.mc-download: it is not part of
+// the model, so it stays out of the image; its record of the source and pinned
+// commit gives a directory build the same annotations (and so the same
+// manifest digest) as a build straight from hf://.
+Result<void> SkipDownloadState(std::vector<oci::TarEntry>& entries, const std::string& prefix,
+                               ModelInput& in) {
+  MC_ASSIGN_OR_RETURN(std::string root, oci::NormalizePrefix(prefix));
+  const std::string state = root + "/" + std::string(kDownloadStateDir);
+  std::erase_if(entries, [&](const oci::TarEntry& e) {
+    return e.name == state || e.name.starts_with(state + "/");
+  });
+  auto bytes = oci::ReadFileToString(std::filesystem::path(in.dir) / kDownloadStateDir / "manifest.json");
+  if (!bytes) return {};
+  json j = json::parse(*bytes, nullptr, false);
+  if (!j.is_object()) return {};
+  std::string source = j.value("source", "");
+  std::string commit = j.value("commit", "");
+  if (source.starts_with("hf://") && !commit.empty()) {
+    // "hf://org/name@rev" → "hf://org/name", as a streamed build records it.
+    size_t at = source.find('@');
+    in.source = source.substr(0, at);
+    in.revision = commit;
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string Rfc3339(int64_t unix_seconds) {
@@ -303,8 +330,10 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
                                oci::ImageDestination& dest, Progress* progress) {
   BuildResult result;
   std::vector<oci::TarEntry> entries = input.entries;
+  ModelInput in = input;
   if (!input.dir.empty()) {
     MC_ASSIGN_OR_RETURN(entries, oci::ScanDirectory(input.dir, oci::ScanOptions{o.prefix}));
+    MC_RETURN_IF_ERROR(SkipDownloadState(entries, o.prefix, in));
   }
   for (const auto& e : entries) {
     if (e.type == oci::TarEntry::Type::kFile) {
@@ -366,9 +395,9 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
     m.layers = b.layers;
     for (const auto& l : result.layers) m.layers.push_back(l.descriptor);
     m.annotations["org.opencontainers.image.created"] = created;
-    m.annotations["org.opencontainers.image.title"] = ModelTitle(input);
-    if (input.source.starts_with("hf://")) m.annotations["org.opencontainers.image.source"] = input.source;
-    if (!input.revision.empty()) m.annotations["org.opencontainers.image.revision"] = input.revision;
+    m.annotations["org.opencontainers.image.title"] = ModelTitle(in);
+    if (in.source.starts_with("hf://")) m.annotations["org.opencontainers.image.source"] = in.source;
+    if (!in.revision.empty()) m.annotations["org.opencontainers.image.revision"] = in.revision;
     if (o.base) {
       m.annotations["org.opencontainers.image.base.name"] = o.base_name;
       if (b.manifest_digest) m.annotations["org.opencontainers.image.base.digest"] = b.manifest_digest->String();

@@ -25,42 +25,6 @@ namespace {
 using oci::ErrorCode;
 using oci::Fail;
 
-// The archive order of oci::ScanDirectory ('/' below every other byte, so a
-// directory's subtree is contiguous); equal to oci::TarNameLess.
-bool ArchiveNameLess(std::string_view a, std::string_view b) {
-  size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
-    unsigned ca = a[i] == '/' ? 0 : static_cast<unsigned char>(a[i]) + 1u;
-    unsigned cb = b[i] == '/' ? 0 : static_cast<unsigned char>(b[i]) + 1u;
-    if (ca != cb) return ca < cb;
-  }
-  return a.size() < b.size();
-}
-
-// Same rules as oci::NormalizePrefix (which lands with oci/tar.cc): "/models",
-// "models/" → "models"; "", "/", "." / ".." components and ".wh." refused.
-oci::Result<std::string> NormalizeHfPrefix(std::string_view prefix) {
-  std::string out;
-  size_t pos = 0;
-  while (pos <= prefix.size()) {
-    size_t end = std::min(prefix.find('/', pos), prefix.size());
-    std::string_view part = prefix.substr(pos, end - pos);
-    pos = end + 1;
-    if (part.empty()) continue;
-    if (part == "." || part == ".." || part.starts_with(".wh.")) {
-      return Fail(ErrorCode::kInvalidInput, "--prefix '" + std::string(prefix) + "': '" +
-                                                std::string(part) + "' is not allowed");
-    }
-    if (!out.empty()) out += '/';
-    out += part;
-  }
-  if (out.empty()) {
-    return Fail(ErrorCode::kInvalidInput,
-                "--prefix '" + std::string(prefix) + "' names no directory (e.g. /models)");
-  }
-  return out;
-}
-
 // Streams one file: segments fetched ahead in parallel, consumed in order.
 class PrefetchReader final : public oci::Reader {
  public:
@@ -154,9 +118,7 @@ std::vector<oci::TarEntry> MakeEntries(const std::string& prefix,
     e.mode = 0755;
     entries.push_back(std::move(e));
   }
-  std::sort(entries.begin(), entries.end(), [](const oci::TarEntry& a, const oci::TarEntry& b) {
-    return ArchiveNameLess(a.name, b.name);
-  });
+  oci::SortTarEntries(entries);  // the order oci::ScanDirectory gives
   return entries;
 }
 
@@ -165,7 +127,7 @@ std::vector<oci::TarEntry> MakeEntries(const std::string& prefix,
 oci::Result<ModelInput> OpenHfModel(std::shared_ptr<registry::Transport> transport,
                                     std::string_view source, const HfModelOptions& options) {
   MC_ASSIGN_OR_RETURN(HfRepoRef ref, ParseHfSource(source));
-  MC_ASSIGN_OR_RETURN(std::string prefix, NormalizeHfPrefix(options.prefix));
+  MC_ASSIGN_OR_RETURN(std::string prefix, oci::NormalizePrefix(options.prefix));
   if (options.segment_size < (64 << 10) || options.prefetch < 1) {
     return Fail(ErrorCode::kInvalidInput, "hf:// streaming: segment size must be >= 64K");
   }

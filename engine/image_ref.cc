@@ -53,13 +53,13 @@ oci::Result<ImageLocation> ParseImageLocation(const std::string& s) {
 
 namespace {
 
-registry::RemoteOptions ToRemoteOptions(const RemoteSettings& r) {
+registry::RemoteOptions ToRemoteOptions(const RemoteSettings& s) {
   registry::RemoteOptions o;
-  o.transport = r.transport;
-  o.authfile = r.authfile;
-  o.creds = r.creds;
-  o.side = r.side;
-  if (r.chunk_size > 0) o.upload.chunk_size = r.chunk_size;
+  o.transport = s.transport;
+  o.authfile = s.authfile;
+  o.creds = s.creds;
+  if (!s.side.empty()) o.side = s.side;
+  if (s.chunk_size > 0) o.upload.chunk_size = s.chunk_size;
   return o;
 }
 
@@ -76,14 +76,13 @@ oci::Result<OpenedDestination> OpenDestination(const ImageLocation& loc,
     return out;
   }
   MC_ASSIGN_OR_RETURN(registry::Reference ref, registry::Reference::Parse(loc.reference));
-  if (ref.digest()) {
-    return oci::Fail(oci::ErrorCode::kInvalidInput,
-                     "destination " + loc.original + " names a digest: give a tag (or none)");
+  MC_ASSIGN_OR_RETURN(out.dest, registry::OpenRemoteDestination(ref, ToRemoteOptions(remote)));
+  if (ref.tag()) {
+    out.tag = *ref.tag();
+  } else if (!ref.digest()) {
+    out.tag = "latest";
   }
-  MC_ASSIGN_OR_RETURN(auto dest, registry::OpenRemoteDestination(ref, ToRemoteOptions(remote)));
-  out.dest = std::move(dest);
-  out.tag = ref.tag().value_or("latest");
-  out.canonical = ref.Name() + ":" + *out.tag;
+  out.canonical = ref.String();
   out.registry_host = ref.registry();
   out.repository = ref.repository();
   return out;
@@ -99,9 +98,8 @@ oci::Result<OpenedSource> OpenSource(const ImageLocation& loc, const RemoteSetti
     return out;
   }
   MC_ASSIGN_OR_RETURN(registry::Reference ref, registry::Reference::Parse(loc.reference));
-  MC_ASSIGN_OR_RETURN(auto src, registry::OpenRemoteSource(ref, ToRemoteOptions(remote)));
-  out.source = std::move(src);
-  out.tag_or_digest = ref.digest() ? ref.digest()->String() : ref.tag().value_or("latest");
+  MC_ASSIGN_OR_RETURN(out.source, registry::OpenRemoteSource(ref, ToRemoteOptions(remote)));
+  out.tag_or_digest = ref.Identifier();
   out.canonical = ref.String();
   out.registry_host = ref.registry();
   out.repository = ref.repository();

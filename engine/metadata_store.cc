@@ -46,6 +46,9 @@ using oci::Result;
 constexpr mode_t kDirMode = 02775;
 constexpr mode_t kFileMode = 0664;
 constexpr size_t kMaxDocument = 64 << 20;
+constexpr char kNotSharedHint[] =
+    " (the directory must be writable by every task's group: mode 2775 with the pod's fsGroup "
+    "as its group; fix it with chgrp and chmod 2775)";
 
 // Owns a file descriptor.
 class Fd {
@@ -123,8 +126,17 @@ Result<void> EnsureDirectory(const std::filesystem::path& dir, std::optional<gid
 // Opens (creating if needed) and exclusively locks the lock file.
 Result<Fd> LockDirectory(const std::filesystem::path& lock_path, gid_t gid) {
   int raw = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kFileMode);
-  if (raw < 0 && errno == EACCES) raw = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) return std::unexpected(IoError("opening lock file " + lock_path.string(), errno));
+  int err = errno;
+  if (raw < 0 && err == EACCES) {
+    // Someone else's lock file we may only read (flock works on any descriptor).
+    raw = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (raw < 0 && errno != ENOENT) err = errno;
+  }
+  if (raw < 0) {
+    Error e = IoError("opening lock file " + lock_path.string(), err);
+    if (err == EACCES) e.message += kNotSharedHint;
+    return std::unexpected(std::move(e));
+  }
   Fd fd(raw);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0)
@@ -190,7 +202,12 @@ Result<void> ReplaceFile(const std::filesystem::path& file, std::string_view tex
   std::filesystem::path dir = file.parent_path();
   std::string tmp = (dir / ("." + file.filename().string() + ".tmp-XXXXXX")).string();
   int raw = ::mkstemp(tmp.data());
-  if (raw < 0) return std::unexpected(IoError("creating a temp file in " + dir.string(), errno));
+  if (raw < 0) {
+    int err = errno;
+    Error e = IoError("creating a temp file in " + dir.string(), err);
+    if (err == EACCES) e.message += kNotSharedHint;
+    return std::unexpected(std::move(e));
+  }
   oci::FdWriter writer(raw, tmp);
   auto fail = [&](Error e) {
     ::unlink(tmp.c_str());

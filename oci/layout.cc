@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "oci/media_types.h"
@@ -103,6 +104,38 @@ class FileLock {
 
  private:
   int fd_ = -1;
+};
+
+// Bytes [offset, offset + length) of a file, read with pread.
+class FileRangeReader final : public Reader {
+ public:
+  FileRangeReader(int fd, std::string name, uint64_t offset, uint64_t length)
+      : fd_(fd), name_(std::move(name)), pos_(offset), end_(offset + length) {}
+  ~FileRangeReader() override { ::close(fd_); }
+  FileRangeReader(const FileRangeReader&) = delete;
+  FileRangeReader& operator=(const FileRangeReader&) = delete;
+
+  Result<size_t> Read(std::span<std::byte> out) override {
+    if (pos_ >= end_ || out.empty()) return 0;
+    size_t want = static_cast<size_t>(std::min<uint64_t>(out.size(), end_ - pos_));
+    ssize_t n;
+    do {
+      n = ::pread(fd_, out.data(), want, static_cast<off_t>(pos_));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return std::unexpected(IoError("reading " + name_, errno));
+    if (n == 0) {
+      return Fail(ErrorCode::kVerificationFailed,
+                  name_ + " ends at byte " + std::to_string(pos_) + ", before the requested range");
+    }
+    pos_ += static_cast<uint64_t>(n);
+    return static_cast<size_t>(n);
+  }
+
+ private:
+  int fd_;
+  std::string name_;
+  uint64_t pos_;
+  uint64_t end_;
 };
 
 Result<void> EnsureDir(const fs::path& p) {
@@ -260,6 +293,20 @@ Result<std::unique_ptr<Reader>> LayoutSource::OpenBlob(const Descriptor& desc) {
     return Fail(ErrorCode::kNotFound, "blob " + desc.digest.Short() + " missing from " + Describe());
   }
   return r;
+}
+
+Result<std::unique_ptr<Reader>> LayoutSource::OpenBlobRange(const Descriptor& desc, uint64_t offset,
+                                                            uint64_t length) {
+  fs::path p = dir_ / "blobs" / "sha256" / desc.digest.hex();
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return Fail(ErrorCode::kNotFound,
+                  "blob " + desc.digest.Short() + " missing from " + Describe());
+    }
+    return std::unexpected(IoError("opening " + p.string(), errno));
+  }
+  return std::make_unique<FileRangeReader>(fd, p.string(), offset, length);
 }
 
 }  // namespace mc::oci

@@ -55,6 +55,9 @@ class LayoutSource final : public ImageSource {
   // a tag = the descriptor with that ref.name; "sha256:..." = that blob.
   Result<RawManifest> GetManifest(const std::string& tag_or_digest) override;
   Result<std::unique_ptr<Reader>> OpenBlob(const Descriptor& desc) override;
+  // pread-based: each reader has its own descriptor and offset.
+  Result<std::unique_ptr<Reader>> OpenBlobRange(const Descriptor& desc, uint64_t offset,
+                                                uint64_t length) override;
   std::string Describe() const override { return "oci:" + dir_.string(); }
 
  private:

@@ -12,4 +12,11 @@ Result<std::string> ImageSource::ReadBlob(const Descriptor& desc, size_t limit) 
   return ReadAll(v, limit);
 }
 
+Result<std::unique_ptr<Reader>> ImageSource::OpenBlobRange(const Descriptor& desc,
+                                                           uint64_t /*offset*/,
+                                                           uint64_t /*length*/) {
+  return Fail(ErrorCode::kRangeNotSatisfiable,
+              Describe() + " cannot serve byte ranges of blob " + desc.digest.Short());
+}
+
 }  // namespace mc::oci

@@ -77,6 +77,13 @@ class ImageSource {
   virtual Result<RawManifest> GetManifest(const std::string& tag_or_digest) = 0;
   // Raw stream of a blob, not verified (wrap it in VerifyingReader).
   virtual Result<std::unique_ptr<Reader>> OpenBlob(const Descriptor& desc) = 0;
+  // Raw stream of bytes [offset, offset + length) of a blob, not verified; the
+  // reader yields exactly `length` bytes or fails. Lets a copy fetch a large
+  // blob over several connections and resume a broken read where it stopped.
+  // kRangeNotSatisfiable when this source cannot serve ranges (the default;
+  // a registry that answers 200 instead of 206): callers fall back to OpenBlob.
+  virtual Result<std::unique_ptr<Reader>> OpenBlobRange(const Descriptor& desc, uint64_t offset,
+                                                        uint64_t length);
   virtual std::string Describe() const = 0;
   // A small blob (config), read whole and verified against desc.
   Result<std::string> ReadBlob(const Descriptor& desc, size_t limit = 64 << 20);

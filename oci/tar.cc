@@ -178,16 +178,16 @@ struct TarWriter::Impl {
   Result<void> WriteData(std::span<const std::byte> data);
   Result<void> CopyFile(const TarEntry& entry, SourceFile& f);
   Result<void> CopyReader(const TarEntry& entry, Reader& r);
-  std::span<std::byte> Buffer() {
-    if (buffer == nullptr) buffer = static_cast<std::byte*>(std::aligned_alloc(4096, kReadBlock));
-    return {buffer, kReadBlock};
-  }
+  std::span<std::byte> Buffer() { return {buffer, kReadBlock}; }
 };
 
 Result<void> TarWriter::Impl::Open() {
   a = archive_write_new();
   e = archive_entry_new();
-  if (a == nullptr || e == nullptr) return Break(Error{ErrorCode::kInternal, "out of memory"});
+  buffer = static_cast<std::byte*>(std::aligned_alloc(4096, kReadBlock));
+  if (a == nullptr || e == nullptr || buffer == nullptr) {
+    return Break(Error{ErrorCode::kInternal, "out of memory for the tar writer"});
+  }
   if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
       archive_write_add_filter_none(a) != ARCHIVE_OK ||
       archive_write_set_bytes_per_block(a, 0) != ARCHIVE_OK ||

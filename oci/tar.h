@@ -79,7 +79,10 @@ struct TarOptions {
 // Streams a POSIX pax (restricted) tar: plain ustar headers, a pax header only
 // for long or non-ASCII names and sizes >= 8 GiB (the ustar size field then
 // still carries the real size). uid/gid 0, empty uname/gname, no xattrs,
-// no atime/ctime. One thread at a time.
+// no atime/ctime; the bytes do not depend on the process locale. Entries are
+// written in the order given (sorting is the caller's job: ScanDirectory and
+// PlanLayers return sorted lists). Blocking (reads files, calls the Writer);
+// one thread at a time.
 class TarWriter {
  public:
   TarWriter(Writer& out, TarOptions options);
@@ -88,8 +91,16 @@ class TarWriter {
   TarWriter& operator=(const TarWriter&) = delete;
 
   // Appends one entry. For kFile the content is read from `content` when given,
-  // else from entry.source; exactly entry.size bytes must arrive, otherwise
-  // kIo ("changed while it was read") and the stream is unusable.
+  // else from entry.source (opened before the header is written: a missing
+  // file, kNotFound, an unreadable one, kInvalidInput, or one whose size is no
+  // longer entry.size, kIo, fails with the stream still usable). Exactly
+  // entry.size bytes must arrive and the file's size and mtime must not change
+  // while it is read, otherwise kIo ("changed while it was read"), and the
+  // stream is unusable: every later call returns that error and nothing more
+  // is written (no end-of-archive blocks, even from the destructor). Errors of
+  // the Writer are returned as they are. kHardlink entries get size 0 in the
+  // tar. Content is read in 1 MiB blocks and passed to the Writer without a
+  // further copy.
   Result<void> Add(const TarEntry& entry, Reader* content = nullptr);
   // Writes the end-of-archive blocks. The output ends there (no padding to 10 KiB
   // records beyond what the format needs).

@@ -173,17 +173,17 @@ Result<void> Scanner::AddName(const std::string& rel) {
 }
 
 // The link text to store for a link at `rel` whose real target `real` is inside
-// DIR: the original when it is relative and, read lexically from the link's
-// directory, stays inside DIR; otherwise the path from the link's directory to
-// the real target (the walked directories are real, so this resolves the same
-// way in the image).
+// DIR: the original when it is relative and has no ".." (it then only descends
+// through DIR, whose links the image keeps or rejects, so it resolves there as
+// here); otherwise the path from the link's directory to the real target (the
+// walked directories are real, so this resolves the same way in the image,
+// where ".." above DIR or an absolute path would not).
 std::string InsideLinkText(const std::string& rel, const std::string& text, const std::string& root,
                            const std::string& real) {
   fs::path parent = fs::path(rel).parent_path();
   if (!text.empty() && text[0] != '/') {
-    fs::path lexical = (parent / text).lexically_normal();
-    auto first = lexical.begin();
-    if (first == lexical.end() || *first != "..") return text;
+    fs::path p(text);
+    if (std::find(p.begin(), p.end(), fs::path("..")) == p.end()) return text;
   }
   fs::path from = parent.empty() ? fs::path(root) : fs::path(root) / parent;
   std::string out = fs::path(real).lexically_relative(from).string();

@@ -216,6 +216,39 @@ oci::Result<std::unique_ptr<oci::Reader>> RegistrySource::OpenBlob(const oci::De
   return std::move(blob.body);
 }
 
+namespace {
+
+// The first `left` bytes of a stream.
+class LimitReader final : public oci::Reader {
+ public:
+  LimitReader(std::unique_ptr<oci::Reader> inner, uint64_t left)
+      : inner_(std::move(inner)), left_(left) {}
+  oci::Result<size_t> Read(std::span<std::byte> out) override {
+    if (left_ == 0) return 0;
+    if (out.size() > left_) out = out.first(static_cast<size_t>(left_));
+    MC_ASSIGN_OR_RETURN(size_t n, inner_->Read(out));
+    left_ -= n;
+    return n;
+  }
+
+ private:
+  std::unique_ptr<oci::Reader> inner_;
+  uint64_t left_;
+};
+
+}  // namespace
+
+oci::Result<std::unique_ptr<oci::Reader>> RegistrySource::OpenBlobRange(const oci::Descriptor& desc,
+                                                                        uint64_t offset,
+                                                                        uint64_t length) {
+  MC_ASSIGN_OR_RETURN(auto blob, client_.GetBlob(desc.digest, offset));
+  if (blob.offset != offset) {
+    return oci::Fail(oci::ErrorCode::kRangeNotSatisfiable,
+                     Describe() + " ignored a Range request for blob " + desc.digest.Short());
+  }
+  return std::unique_ptr<oci::Reader>(new LimitReader(std::move(blob.body), length));
+}
+
 // ------------------------------------------------------------ factories
 
 oci::Result<std::unique_ptr<RegistryDestination>> OpenRegistryDestination(

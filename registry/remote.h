@@ -89,12 +89,21 @@ class RegistryDestination final : public oci::ImageDestination {
   std::map<std::string, std::unique_ptr<RegistryClient>> mount_clients_;  // guarded by mu_
 };
 
+// The BlobSink of architecture.md, by its older name.
+using RegistrySink = RegistryDestination;
+
 class RegistrySource final : public oci::ImageSource {
  public:
   RegistrySource(Reference ref, std::string base_url, std::shared_ptr<Transport> transport);
   // "" means the reference's own digest, tag, or "latest".
   oci::Result<oci::RawManifest> GetManifest(const std::string& tag_or_digest) override;
   oci::Result<std::unique_ptr<oci::Reader>> OpenBlob(const oci::Descriptor& desc) override;
+  // GET with Range: bytes=offset-, read for `length` bytes (the rest of the
+  // response is dropped with the connection). kRangeNotSatisfiable when the
+  // registry answers a ranged request with 200 (no Range support).
+  oci::Result<std::unique_ptr<oci::Reader>> OpenBlobRange(const oci::Descriptor& desc,
+                                                          uint64_t offset,
+                                                          uint64_t length) override;
   std::string Describe() const override { return "docker://" + ref_.String(); }
 
   RegistryClient& client() { return client_; }

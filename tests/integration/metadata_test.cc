@@ -73,6 +73,12 @@ class MetadataCrossUid : public ::testing::Test {
     ExpectNoStrayFiles();
   }
 
+  void ExpectNoStrayFilesExceptLock() {
+    for (const auto& e : std::filesystem::directory_iterator(file_.parent_path())) {
+      EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+    }
+  }
+
   void ExpectNoStrayFiles() {
     std::set<std::string> names;
     for (const auto& e : std::filesystem::directory_iterator(file_.parent_path())) {
@@ -162,6 +168,21 @@ TEST_F(MetadataCrossUid, CorruptFileIsRefusedAndLeftUnchanged) {
   EXPECT_NE(out.find("newer"), std::string::npos) << out;
   EXPECT_EQ(ReadFile(file_), newer);
   ExpectNoStrayFiles();
+}
+
+TEST_F(MetadataCrossUid, SeedLayoutFailsWithAHintAndLeavesTheFileAlone) {
+  // What the seed left behind: a 0755 directory and a 0644 file of UID A.
+  std::filesystem::create_directories(file_.parent_path());
+  WriteFile(file_, "{\"schemaVersion\": 1}\n");
+  ASSERT_EQ(::chown(file_.parent_path().c_str(), kUidA, kUidA), 0);
+  ASSERT_EQ(::chmod(file_.parent_path().c_str(), 0755), 0);
+  ASSERT_EQ(::chown(file_.c_str(), kUidA, kUidA), 0);
+  ASSERT_EQ(::chmod(file_.c_str(), 0644), 0);
+  std::string out;
+  EXPECT_EQ(RunAs(kUidB, "set " + Quote(file_) + " a=1", &out), 1) << out;
+  EXPECT_NE(out.find("2775"), std::string::npos) << out;
+  EXPECT_EQ(ReadFile(file_), "{\"schemaVersion\": 1}\n");
+  ExpectNoStrayFilesExceptLock();
 }
 
 }  // namespace

@@ -323,20 +323,25 @@ TEST(RegistryClientTest, ResumesAPersistedSessionInANewDestination) {
 TEST(RegistryClientTest, RetriesThrough503And429) {
   RegistryFixture reg;
   ASSERT_TRUE(reg.ok()) << reg.error();
-  FaultProxy proxy(
-      reg.host(),
-      {.fail_first = 2, .fail_status = 429, .retry_after_seconds = 1, .path_filter = "/v2/mc/"});
-  ASSERT_TRUE(proxy.ok()) << proxy.error();
-  auto ref = Reference::Parse(proxy.host() + "/mc/retry:v1").value();
-  auto dest = OpenRegistryDestination(ref, Options(reg));
-  ASSERT_TRUE(dest) << dest.error().message;
-  auto m = PushImage(**dest, {RandomBytes(2 * kChunk + 1, 8)}, "v1");
-  ASSERT_TRUE(m) << m.error().message;
-  EXPECT_EQ(proxy.Log().find("fail 429") != std::string::npos, true) << proxy.Log();
-  int rc;
-  std::string raw =
-      Skopeo("inspect --raw --tls-verify=false docker://" + reg.host() + "/mc/retry:v1", &rc);
-  EXPECT_EQ(raw, m->bytes);
+  for (int status : {503, 429}) {
+    SCOPED_TRACE(status);
+    FaultProxy proxy(reg.host(), {.fail_first = 2,
+                                  .fail_status = status,
+                                  .retry_after_seconds = status == 429 ? 1 : 0,
+                                  .path_filter = "/v2/mc/"});
+    ASSERT_TRUE(proxy.ok()) << proxy.error();
+    std::string repo = "mc/retry" + std::to_string(status);
+    auto ref = Reference::Parse(proxy.host() + "/" + repo + ":v1").value();
+    auto dest = OpenRegistryDestination(ref, Options(reg));
+    ASSERT_TRUE(dest) << dest.error().message;
+    auto m = PushImage(**dest, {RandomBytes(2 * kChunk + 1, 8)}, "v1");
+    ASSERT_TRUE(m) << m.error().message;
+    EXPECT_NE(proxy.Log().find("fail " + std::to_string(status)), std::string::npos) << proxy.Log();
+    int rc;
+    std::string raw =
+        Skopeo("inspect --raw --tls-verify=false docker://" + reg.host() + "/" + repo + ":v1", &rc);
+    EXPECT_EQ(raw, m->bytes);
+  }
 }
 
 TEST(RegistryClientTest, TlsWithCertDir) {

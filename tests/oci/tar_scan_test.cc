@@ -102,6 +102,10 @@ TEST(TarScanTest, SymlinksInsideAreKept) {
   Symlink("../../m/weights/a.bin", t / "m/sub/escapes-and-back");  // lexically leaves DIR
   Symlink("weights", t / "m/dirlink");                             // directory inside
   Symlink(".", t / "m/self");
+  // Lexically inside, but "self/.." is DIR's parent on disk: rewritten.
+  Symlink("self/../m/config", t / "m/via-parent");
+  Symlink("../weights/./a.bin", t / "m/sub/dotdot");
+  WriteFile(t / "m/config", "c");
   auto entries = ScanOk(t / "m");
   auto target = [&](const std::string& n) {
     const TarEntry* e = Find(entries, "models/" + n);
@@ -115,6 +119,8 @@ TEST(TarScanTest, SymlinksInsideAreKept) {
   EXPECT_EQ(target("sub/escapes-and-back"), "../weights/a.bin");
   EXPECT_EQ(target("dirlink"), "weights");
   EXPECT_EQ(target("self"), ".");
+  EXPECT_EQ(target("via-parent"), "config");
+  EXPECT_EQ(target("sub/dotdot"), "../weights/a.bin");
   // Nothing under the directory link is walked.
   EXPECT_EQ(Find(entries, "models/dirlink/a.bin"), nullptr);
 }

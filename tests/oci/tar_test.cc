@@ -3,10 +3,14 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <clocale>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
 #include <random>
 
 #include "tests/oci/tar_test_util.h"
@@ -179,6 +183,21 @@ TEST(TarWriterTest, DeterministicWhateverTheSourceMetadata) {
   EXPECT_NE(Sha256Hex(a), Sha256Hex(TarString(ScanOk(t / "m1"), 1)));  // mtime is in the bytes
 }
 
+// libarchive converts names from the process locale; the writer must not.
+TEST(TarWriterTest, SameBytesWhateverTheProcessLocale) {
+  TempDir t;
+  MakeModel(t / "m");
+  auto entries = ScanOk(t / "m");
+  std::string c_locale = TarString(entries);
+  const char* old = std::setlocale(LC_ALL, nullptr);
+  std::string saved = old ? old : "C";
+  for (const char* loc : {"C.UTF-8", "POSIX"}) {
+    if (std::setlocale(LC_ALL, loc) == nullptr) continue;
+    EXPECT_EQ(Sha256Hex(TarString(entries)), Sha256Hex(c_locale)) << loc;
+  }
+  std::setlocale(LC_ALL, saved.c_str());
+}
+
 TEST(TarWriterTest, SourceDateEpoch) {
   const char* old = std::getenv("SOURCE_DATE_EPOCH");
   std::string saved = old ? old : "";
@@ -289,6 +308,67 @@ TEST(TarWriterTest, SourceThatChangedSinceTheScanIsAnErrorAndStreamStaysUsable) 
   WriteFile(t / "l.tar", w.str());
   auto members = PyList(t / "l.tar");
   ASSERT_EQ(members.size(), 1u);  // only "models"; the failed entries left no trace
+}
+
+// Runs `action` once, on the first write of file data (after the headers),
+// to change the source file while the writer reads it.
+class MeddlingWriter final : public Writer {
+ public:
+  explicit MeddlingWriter(std::function<void()> action) : action_(std::move(action)) {}
+  Result<void> Write(std::span<const std::byte> data) override {
+    if (data.size() > 512 && action_) {
+      action_();
+      action_ = nullptr;
+    }
+    return {};
+  }
+
+ private:
+  std::function<void()> action_;
+};
+
+void ExpectFileChangeDetected(const fs::path& file, std::function<void()> change) {
+  auto entries = ScanOk(file.parent_path());
+  ASSERT_EQ(entries.size(), 2u);
+  MeddlingWriter w(std::move(change));
+  TarWriter tar(w, TarOptions{});
+  ASSERT_TRUE(tar.Add(entries[0]));
+  auto r = tar.Add(entries[1]);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kIo);
+  EXPECT_NE(r.error().message.find(file.string()), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("changed while it was read"), std::string::npos)
+      << r.error().message;
+  EXPECT_FALSE(tar.Finish());
+}
+
+TEST(TarWriterTest, FileGrowingWhileReadIsAnError) {
+  TempDir t;
+  WriteFile(t / "m/w.bin", std::string(3 << 20, 'g'));
+  ExpectFileChangeDetected(t / "m/w.bin", [&] {
+    std::ofstream(t / "m/w.bin", std::ios::app | std::ios::binary) << "more";
+  });
+}
+
+TEST(TarWriterTest, FileShrinkingWhileReadIsAnError) {
+  TempDir t;
+  WriteFile(t / "m/w.bin", std::string(3 << 20, 's'));
+  ExpectFileChangeDetected(t / "m/w.bin", [&] { fs::resize_file(t / "m/w.bin", 1 << 20); });
+}
+
+TEST(TarWriterTest, FileRewrittenInPlaceWhileReadIsAnError) {
+  TempDir t;
+  WriteFile(t / "m/w.bin", std::string(3 << 20, 'r'));
+  ExpectFileChangeDetected(t / "m/w.bin", [&] {
+    std::fstream f(t / "m/w.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(2 << 20);
+    f << "changed";  // same size, new mtime
+    f.close();
+    struct timespec later[2] = {{0, UTIME_OMIT}, {0, 0}};
+    ::clock_gettime(CLOCK_REALTIME, &later[1]);
+    later[1].tv_sec += 10;  // coarse-grained mtime clocks: make the change visible
+    ::utimensat(AT_FDCWD, (t / "m/w.bin").c_str(), later, 0);
+  });
 }
 
 // Fails every write after `limit` bytes.

@@ -1,0 +1,168 @@
+// `mc-engine copy [SRC] DEST`: skopeo-copy semantics over engine/copy.h.
+//
+// Flags follow skopeo: --src-*/--dest-* per side, and the common
+// --authfile/--creds/--tls-verify/--cert-dir apply to a side unless its own
+// flag is given. With --metadata and no SRC, the source is the image the
+// build recorded (image.reference + image.digest), copied by digest.
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cmd/cli.h"
+#include "engine/copy.h"
+#include "engine/image_ref.h"
+#include "engine/metadata_store.h"
+#include "oci/digest.h"
+
+namespace mc::cmd {
+namespace {
+
+struct SideFlags {
+  std::optional<std::string> authfile;
+  std::optional<std::string> creds;
+  std::optional<bool> tls_verify;
+  std::optional<std::string> cert_dir;
+};
+
+struct CopyFlags {
+  std::vector<std::string> locations;  // [SRC] DEST
+  RegistryFlags common;
+  SideFlags src;
+  SideFlags dest;
+  std::string digestfile;
+  std::string metadata;
+  std::string platform;
+  int jobs = 4;
+};
+
+engine::RemoteSettings SettingsFor(const CopyFlags& f, const SideFlags& side,
+                                   const std::string& name, int verbose) {
+  engine::RemoteSettings s;
+  s.transport.tls.verify = side.tls_verify.value_or(f.common.tls_verify);
+  s.transport.tls.cert_dir = side.cert_dir.value_or(f.common.cert_dir);
+  s.transport.retry_times = f.common.retry_times;
+  s.transport.trace = verbose >= 2;
+  s.authfile = side.authfile.value_or(f.common.authfile);
+  s.creds = side.creds.value_or(f.common.creds);
+  s.side = name;
+  return s;
+}
+
+// The source recorded by a build: "host/repo:tag" or "oci:DIR:TAG", pinned to
+// the recorded digest.
+oci::Result<std::pair<std::string, std::string>> SourceFromMetadata(const std::string& file) {
+  MC_ASSIGN_OR_RETURN(auto store, engine::MetadataStore::Open(file));
+  auto doc = store.Get();
+  if (!doc) return oci::Wrap(doc.error(), "no SRC given and cannot read --metadata " + file);
+  const nlohmann::json* ref = engine::GetPath(*doc, "image.reference");
+  const nlohmann::json* digest = engine::GetPath(*doc, "image.digest");
+  if (!ref || !ref->is_string() || !digest || !digest->is_string()) {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "no SRC given and " + file +
+                         " has no image.reference and image.digest: give SRC, or run the build "
+                         "with --metadata first");
+  }
+  std::string r = ref->get<std::string>();
+  MC_ASSIGN_OR_RETURN(oci::Digest d, oci::Digest::Parse(digest->get<std::string>()));
+  if (r.starts_with("oci:")) return std::pair{r, d.String()};
+  std::string repo = r.substr(0, r.find('@'));
+  size_t slash = repo.rfind('/');
+  size_t colon = repo.rfind(':');
+  if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+    repo.resize(colon);
+  }
+  if (r.starts_with("docker://")) repo = repo.substr(9);
+  return std::pair{"docker://" + repo + "@" + d.String(), d.String()};
+}
+
+oci::Result<void> RunCopy(const CopyFlags& f, Context& ctx) {
+  std::string src_text;
+  std::string src_pin;  // digest from the metadata
+  if (f.locations.size() == 2) {
+    src_text = f.locations[0];
+  } else if (!f.metadata.empty()) {
+    MC_ASSIGN_OR_RETURN(auto from, SourceFromMetadata(f.metadata));
+    src_text = from.first;
+    src_pin = from.second;
+  } else {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "copy needs SRC and DEST (or DEST with --metadata FILE naming the source)");
+  }
+  const std::string& dest_text = f.locations.back();
+  engine::CopyOptions opts;
+  if (!f.platform.empty()) {
+    MC_ASSIGN_OR_RETURN(opts.platform, oci::Platform::Parse(f.platform));
+  }
+  if (f.jobs < 1) return oci::Fail(oci::ErrorCode::kInvalidInput, "--jobs must be at least 1");
+  opts.jobs = f.jobs;
+  opts.retry_times = f.common.retry_times;
+  opts.progress = &ctx.progress;
+
+  int verbose = ctx.global.verbose;
+  MC_ASSIGN_OR_RETURN(engine::ImageLocation src_loc, engine::ParseImageLocation(src_text));
+  MC_ASSIGN_OR_RETURN(engine::ImageLocation dest_loc, engine::ParseImageLocation(dest_text));
+  MC_ASSIGN_OR_RETURN(engine::OpenedSource src,
+                      engine::OpenSource(src_loc, SettingsFor(f, f.src, "source", verbose)));
+  MC_ASSIGN_OR_RETURN(
+      engine::OpenedDestination dest,
+      engine::OpenDestination(dest_loc, SettingsFor(f, f.dest, "destination", verbose)));
+  if (!src_pin.empty()) src.tag_or_digest = src_pin;
+  if (!src.registry_host.empty() && src.registry_host == dest.registry_host &&
+      src.repository != dest.repository) {
+    opts.mount_from = src.repository;
+  }
+  MC_ASSIGN_OR_RETURN(engine::CopyResult result, engine::CopyImage(*src.source, src.tag_or_digest,
+                                                                   *dest.dest, dest.tag, opts));
+  std::string digest = result.manifest.digest.String();
+  if (!f.digestfile.empty()) MC_RETURN_IF_ERROR(oci::WriteFileAtomic(f.digestfile, digest));
+  if (!f.metadata.empty()) {
+    MC_ASSIGN_OR_RETURN(auto store, engine::MetadataStore::Open(f.metadata));
+    nlohmann::json entry = {
+        {"reference", dest.canonical}, {"digest", digest}, {"mirroredAt", engine::NowRfc3339()}};
+    MC_RETURN_IF_ERROR(store.Append("mirrors", std::move(entry)));
+  }
+  std::fprintf(stderr,
+               "copied %s to %s: %zu manifest(s), %zu blob(s) streamed (%llu bytes), "
+               "%zu mounted, %zu already present\n",
+               src_text.c_str(), dest_text.c_str(), result.manifests, result.blobs_copied,
+               static_cast<unsigned long long>(result.bytes_copied), result.blobs_mounted,
+               result.blobs_present);
+  std::printf("%s\n", digest.c_str());
+  return {};
+}
+
+void AddSideFlags(CLI::App* cmd, SideFlags& s, const std::string& p, const std::string& side) {
+  cmd->add_option("--" + p + "authfile", s.authfile, "authentication file for the " + side);
+  cmd->add_option("--" + p + "creds", s.creds, "USERNAME[:PASSWORD] for the " + side);
+  cmd->add_option("--" + p + "tls-verify", s.tls_verify,
+                  "require HTTPS and verify certificates of the " + side);
+  cmd->add_option("--" + p + "cert-dir", s.cert_dir,
+                  "directory with ca.crt, client.cert and client.key for the " + side);
+}
+
+void SetupCopy(CLI::App& app, Context& ctx) {
+  auto f = std::make_shared<CopyFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "copy", "copy an image between oci: and docker:// locations (registry to registry: mirror)");
+  cmd->add_option("locations", f->locations,
+                  "[SRC] DEST: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]; SRC may be "
+                  "omitted with --metadata")
+      ->required()
+      ->expected(1, 2);
+  AddRegistryFlags(cmd, f->common);
+  AddSideFlags(cmd, f->src, "src-", "source");
+  AddSideFlags(cmd, f->dest, "dest-", "destination");
+  cmd->add_option("--digestfile", f->digestfile, "write the digest of the copied manifest here");
+  cmd->add_option(
+      "--metadata", f->metadata,
+      "publish-metadata.json: append a mirrors[] entry; the source when SRC is omitted");
+  cmd->add_option("--platform", f->platform, "copy only this OS/ARCH[/VARIANT] of an index");
+  cmd->add_option("--jobs", f->jobs, "blobs transferred at once")->default_val(4);
+  cmd->callback([f, &ctx] { ctx.run = [f, &ctx] { return RunCopy(*f, ctx); }; });
+}
+
+MC_REGISTER_COMMAND(30, SetupCopy);
+
+}  // namespace
+}  // namespace mc::cmd

@@ -1,0 +1,396 @@
+// The copy engine (architecture.md "Copier"; ggcr's pkg/crane/copy.go and
+// skopeo's copy.Image are the models).
+//
+// Why bottom-up with exact bytes: a manifest's digest is the sha256 of its
+// bytes (protocols.md 1.5), and an index names its children by digest, so
+// re-serialising anything would change every digest above it. We forward the
+// bytes we fetched, verified against the digest that named them, and store a
+// manifest only after everything it references is present — a registry may
+// reject a manifest with missing blobs (distribution does), and a layout must
+// never name a blob it lacks.
+//
+// Each blob goes through three steps, cheapest first: the destination has it
+// (HEAD) → skip; Begin with mount_from and the writer reports done() (a
+// cross-repository mount on the same registry) → nothing sent; otherwise the
+// bytes are streamed through a VerifyingReader, so a corrupt source is caught
+// before Commit and the destination aborts the blob. Large blobs are read as
+// parallel ranges (copy_range.cc), and a broken read resumes by Range.
+//
+// Concurrency: children of an index are walked in parallel and blobs of an
+// image in parallel, but actual transfers share one budget of `jobs` slots, so
+// the copy never moves more than `jobs` blobs at once however wide the index.
+// A per-digest once-map makes sure that two children sharing a layer transfer
+// it once: the second waits for the first's outcome.
+#include "engine/copy.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/cancel.h"
+#include "engine/copy_internal.h"
+#include "oci/media_types.h"
+#include "registry/log.h"
+
+namespace mc::engine {
+namespace {
+
+using oci::Descriptor;
+using oci::Digest;
+using oci::ErrorCode;
+using oci::RawManifest;
+using oci::Result;
+
+// A counting semaphore with a runtime count.
+class Slots {
+ public:
+  explicit Slots(int n) : free_(std::max(n, 1)) {}
+  void Acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return free_ > 0; });
+    --free_;
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      ++free_;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;
+};
+
+class SlotGuard {
+ public:
+  explicit SlotGuard(Slots& s) : s_(s) { s_.Acquire(); }
+  ~SlotGuard() { s_.Release(); }
+  SlotGuard(const SlotGuard&) = delete;
+  SlotGuard& operator=(const SlotGuard&) = delete;
+
+ private:
+  Slots& s_;
+};
+
+// Runs fn(0..n-1) on up to `threads` threads; stops taking new items after the
+// first error, which it returns.
+Result<void> ParallelFor(size_t n, int threads, const std::function<Result<void>(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::optional<oci::Error> first;
+  auto work = [&] {
+    for (;;) {
+      {
+        std::lock_guard lock(mu);
+        if (first) return;
+      }
+      size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      auto r = fn(i);
+      if (!r) {
+        std::lock_guard lock(mu);
+        if (!first) first = r.error();
+        return;
+      }
+    }
+  };
+  size_t t = std::min<size_t>(n, static_cast<size_t>(std::max(threads, 1)));
+  if (t <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (size_t i = 0; i < t; ++i) pool.emplace_back(work);
+    for (auto& th : pool) th.join();
+  }
+  if (first) return std::unexpected(*first);
+  return {};
+}
+
+// Blobs a copy must not try to fetch: foreign / non-distributable layers
+// (image-spec layer.md: they are fetched from their `urls` by the runtime).
+bool IsForeign(const Descriptor& d) {
+  return d.media_type.find("nondistributable") != std::string::npos ||
+         d.media_type.find("foreign") != std::string::npos;
+}
+
+// Counts bytes into a progress task.
+class CountingReader final : public oci::Reader {
+ public:
+  CountingReader(oci::Reader& inner, ProgressTask* task) : inner_(inner), task_(task) {}
+  Result<size_t> Read(std::span<std::byte> out) override {
+    auto n = inner_.Read(out);
+    if (n && task_) task_->Add(*n);
+    return n;
+  }
+
+ private:
+  oci::Reader& inner_;
+  ProgressTask* task_;
+};
+
+enum class Outcome { kPresent, kMounted, kCopied };
+
+class Copier {
+ public:
+  Copier(oci::ImageSource& src, oci::ImageDestination& dest, const CopyOptions& opts)
+      : src_(src),
+        dest_(dest),
+        opts_(opts),
+        jobs_(opts.jobs > 0 ? opts.jobs : 4),
+        slots_(jobs_),
+        ranged_slots_(std::max(opts.max_ranged_blobs, 1)) {}
+
+  Result<CopyResult> Run(const std::string& tag_or_digest, const std::optional<std::string>& tag);
+
+ private:
+  std::string SrcSide() const { return "source " + src_.Describe(); }
+  std::string DestSide() const { return "destination " + dest_.Describe(); }
+
+  Result<RawManifest> FetchManifest(const std::string& ref, const std::string& media_type);
+  Result<RawManifest> SelectPlatform(const RawManifest& index);
+  Result<void> CopyTree(const RawManifest& m);
+  Result<void> CopyChildren(const RawManifest& index);
+  Result<void> CopyBlobs(const RawManifest& m);
+  Result<void> EnsureBlob(const Descriptor& d);
+  Result<Outcome> Transfer(const Descriptor& d);
+  Result<uint64_t> Stream(const Descriptor& d, oci::BlobWriter& w);
+  Result<std::unique_ptr<oci::Reader>> OpenReader(const Descriptor& d, bool* ranged);
+
+  oci::ImageSource& src_;
+  oci::ImageDestination& dest_;
+  const CopyOptions& opts_;
+  const int jobs_;
+  Slots slots_;
+  Slots ranged_slots_;
+
+  std::mutex once_mu_;
+  std::unordered_map<Digest, std::shared_future<Result<void>>> once_;  // guarded by once_mu_
+
+  std::atomic<size_t> present_{0}, mounted_{0}, copied_{0}, manifests_{0};
+  std::atomic<uint64_t> bytes_{0};
+};
+
+Result<RawManifest> Copier::FetchManifest(const std::string& ref, const std::string& media_type) {
+  auto m = src_.GetManifest(ref);
+  if (!m) return oci::Wrap(m.error(), SrcSide());
+  RawManifest raw = std::move(*m);
+  raw.digest = Digest::Of(raw.bytes);
+  if (ref.starts_with("sha256:") && raw.digest.String() != ref) {
+    return oci::Fail(ErrorCode::kVerificationFailed,
+                     SrcSide() + ": manifest " + ref.substr(0, 19) + " has digest " +
+                         raw.digest.Short() + ": the source is corrupt or was tampered with");
+  }
+  if (raw.media_type.empty()) raw.media_type = media_type;
+  if (raw.media_type.empty()) {
+    MC_ASSIGN_OR_RETURN(raw.media_type, oci::DetectManifestMediaType(raw.bytes));
+  }
+  return raw;
+}
+
+Result<RawManifest> Copier::SelectPlatform(const RawManifest& index) {
+  MC_ASSIGN_OR_RETURN(oci::Index idx, oci::ParseIndex(index.bytes, SrcSide() + " index"));
+  std::string have;
+  for (const Descriptor& d : idx.manifests) {
+    if (!d.platform) continue;
+    if (opts_.platform->Matches(*d.platform)) return FetchManifest(d.digest.String(), d.media_type);
+    have += (have.empty() ? "" : ", ") + d.platform->String();
+  }
+  return oci::Fail(ErrorCode::kNotFound, SrcSide() + " has no image for platform " +
+                                             opts_.platform->String() +
+                                             " (it has: " + (have.empty() ? "none" : have) + ")");
+}
+
+Result<CopyResult> Copier::Run(const std::string& tag_or_digest,
+                               const std::optional<std::string>& tag) {
+  MC_ASSIGN_OR_RETURN(RawManifest top, FetchManifest(tag_or_digest, ""));
+  if (opts_.platform && oci::media::IsIndex(top.media_type)) {
+    MC_ASSIGN_OR_RETURN(top, SelectPlatform(top));
+  }
+  MC_RETURN_IF_ERROR(CopyTree(top));
+  MC_RETURN_IF_ERROR(CheckCancelled());
+  if (auto r = dest_.PutManifest(top, tag); !r) {
+    return oci::Wrap(r.error(), DestSide() + ": storing manifest " + top.digest.Short());
+  }
+  ++manifests_;
+  CopyResult out;
+  out.manifest = std::move(top);
+  out.blobs_present = present_;
+  out.blobs_mounted = mounted_;
+  out.blobs_copied = copied_;
+  out.bytes_copied = bytes_;
+  out.manifests = manifests_;
+  return out;
+}
+
+Result<void> Copier::CopyTree(const RawManifest& m) {
+  if (oci::media::IsIndex(m.media_type)) return CopyChildren(m);
+  if (oci::media::IsManifest(m.media_type)) return CopyBlobs(m);
+  return oci::Fail(ErrorCode::kInvalidInput, SrcSide() + ": manifest " + m.digest.Short() +
+                                                 " has media type \"" + m.media_type +
+                                                 "\", which mc-engine cannot copy (OCI or "
+                                                 "Docker schema 2 images and indexes only)");
+}
+
+Result<void> Copier::CopyChildren(const RawManifest& index) {
+  MC_ASSIGN_OR_RETURN(oci::Index idx, oci::ParseIndex(index.bytes, SrcSide() + " index"));
+  return ParallelFor(idx.manifests.size(), jobs_, [&](size_t i) -> Result<void> {
+    const Descriptor& d = idx.manifests[i];
+    MC_ASSIGN_OR_RETURN(RawManifest child, FetchManifest(d.digest.String(), d.media_type));
+    MC_RETURN_IF_ERROR(CopyTree(child));
+    if (auto r = dest_.PutChildManifest(child); !r) {
+      return oci::Wrap(r.error(), DestSide() + ": storing manifest " + child.digest.Short());
+    }
+    ++manifests_;
+    return {};
+  });
+}
+
+Result<void> Copier::CopyBlobs(const RawManifest& m) {
+  MC_ASSIGN_OR_RETURN(oci::Manifest man,
+                      oci::ParseManifest(m.bytes, SrcSide() + " manifest " + m.digest.Short()));
+  std::vector<Descriptor> blobs{man.config};
+  for (const Descriptor& l : man.layers) {
+    if (!IsForeign(l)) blobs.push_back(l);
+  }
+  // Largest first: the long transfers start early and the small ones fill in.
+  std::stable_sort(blobs.begin(), blobs.end(),
+                   [](const Descriptor& a, const Descriptor& b) { return a.size > b.size; });
+  return ParallelFor(blobs.size(), jobs_, [&](size_t i) { return EnsureBlob(blobs[i]); });
+}
+
+Result<void> Copier::EnsureBlob(const Descriptor& d) {
+  std::promise<Result<void>> promise;
+  std::shared_future<Result<void>> future;
+  bool mine = false;
+  {
+    std::lock_guard lock(once_mu_);
+    auto it = once_.find(d.digest);
+    if (it == once_.end()) {
+      future = promise.get_future().share();
+      once_.emplace(d.digest, future);
+      mine = true;
+    } else {
+      future = it->second;
+    }
+  }
+  if (mine) {
+    auto r = Transfer(d);
+    if (r) {
+      switch (*r) {
+        case Outcome::kPresent:
+          ++present_;
+          break;
+        case Outcome::kMounted:
+          ++mounted_;
+          break;
+        case Outcome::kCopied:
+          ++copied_;
+          break;
+      }
+      promise.set_value(Result<void>{});
+    } else {
+      promise.set_value(std::unexpected(r.error()));
+    }
+  }
+  return future.get();
+}
+
+Result<Outcome> Copier::Transfer(const Descriptor& d) {
+  MC_RETURN_IF_ERROR(CheckCancelled());
+  SlotGuard slot(slots_);
+  auto have = dest_.Exists(d.digest);
+  if (!have) return oci::Wrap(have.error(), DestSide() + ": checking blob " + d.digest.Short());
+  if (*have) return Outcome::kPresent;
+  oci::BlobHint hint{d.digest, d.size, d.media_type, opts_.mount_from};
+  for (int attempt = 0;; ++attempt) {
+    auto w = dest_.Begin(hint);
+    if (!w) return oci::Wrap(w.error(), DestSide() + ": starting blob " + d.digest.Short());
+    if ((*w)->done()) {
+      if (auto c = (*w)->Commit(d.digest, static_cast<uint64_t>(d.size)); !c) {
+        return oci::Wrap(c.error(), DestSide() + ": blob " + d.digest.Short());
+      }
+      return opts_.mount_from ? Outcome::kMounted : Outcome::kPresent;
+    }
+    auto r = Stream(d, **w);
+    if (r) {
+      bytes_ += *r;
+      return Outcome::kCopied;
+    }
+    (*w)->Abort();
+    if (!IsRetryable(r.error()) || attempt >= opts_.retry_times) return std::unexpected(r.error());
+    registry::Log()->warn("blob {}: {}; retrying ({} of {})", d.digest.Short(), r.error().message,
+                          attempt + 1, opts_.retry_times);
+    SleepBackoff(attempt + 2);
+  }
+}
+
+Result<std::unique_ptr<oci::Reader>> Copier::OpenReader(const Descriptor& d, bool* ranged) {
+  *ranged = false;
+  bool large = d.size >= 0 && static_cast<uint64_t>(d.size) >= opts_.range_threshold &&
+               opts_.range_streams > 1;
+  if (large) {
+    auto r =
+        OpenParallelRangeReader(src_, d, opts_.range_chunk, opts_.range_streams, opts_.retry_times);
+    if (r) {
+      *ranged = true;
+      return r;
+    }
+    if (r.error().code != ErrorCode::kRangeNotSatisfiable) return std::unexpected(r.error());
+  }
+  MC_ASSIGN_OR_RETURN(auto raw, src_.OpenBlob(d));
+  return std::unique_ptr<oci::Reader>(
+      new ResumingReader(src_, d, opts_.retry_times, std::move(raw)));
+}
+
+Result<uint64_t> Copier::Stream(const Descriptor& d, oci::BlobWriter& w) {
+  std::optional<SlotGuard> ranged_slot;
+  if (d.size >= 0 && static_cast<uint64_t>(d.size) >= opts_.range_threshold) {
+    ranged_slot.emplace(ranged_slots_);
+  }
+  std::string what = "blob " + d.digest.Short();
+  bool ranged = false;
+  auto raw = OpenReader(d, &ranged);
+  if (!raw) return oci::Wrap(raw.error(), SrcSide() + ": reading " + what);
+  std::shared_ptr<ProgressTask> task;
+  if (opts_.progress)
+    task = opts_.progress->Start("copy", d.digest.Short(), std::max<int64_t>(d.size, 0));
+  oci::VerifyingReader verify(std::move(*raw), d.digest, d.size, what + " from " + src_.Describe());
+  CountingReader in(verify, task.get());
+  std::vector<std::byte> buf(1 << 20);
+  uint64_t total = 0;
+  for (;;) {
+    MC_RETURN_IF_ERROR(CheckCancelled());
+    auto n = in.Read(buf);
+    if (!n) return oci::Wrap(n.error(), SrcSide() + ": reading " + what);
+    if (*n == 0) break;
+    std::span<const std::byte> chunk(buf.data(), *n);
+    // A writer resuming an earlier upload drops the prefix it holds (store.h).
+    if (auto r = w.Write(chunk); !r) return oci::Wrap(r.error(), DestSide() + ": writing " + what);
+    total += *n;
+  }
+  if (auto r = w.Commit(d.digest, total); !r) {
+    return oci::Wrap(r.error(), DestSide() + ": committing " + what);
+  }
+  if (task) task->Finish();
+  registry::Log()->debug("{}: {} bytes copied{}", what, total, ranged ? " (parallel ranges)" : "");
+  return total;
+}
+
+}  // namespace
+
+Result<CopyResult> CopyImage(oci::ImageSource& src, const std::string& tag_or_digest,
+                             oci::ImageDestination& dest, const std::optional<std::string>& tag,
+                             const CopyOptions& options) {
+  Copier copier(src, dest, options);
+  return copier.Run(tag_or_digest, tag);
+}
+
+}  // namespace mc::engine
