@@ -201,7 +201,7 @@ TEST(RegistryClientTest, CutMonolithicPutRestartsTheSessionAndSucceeds) {
   // answer (and distribution kept the session after the cut PUT); otherwise
   // the session restarts with a second POST.
   EXPECT_LE(reg.CountRequests("POST", "/v2/mc/cut/blobs/uploads/"), 2) << reg.Log();
-  EXPECT_EQ(reg.CountRequests("PUT", "/v2/mc/cut/blobs/uploads/"), 2) << reg.Log();
+  EXPECT_GE(reg.CountRequests("PUT", "/v2/mc/cut/blobs/uploads/"), 2) << reg.Log();
 }
 
 TEST(RegistryClientTest, CutInALaterChunkReportsALostSessionAndARetrySucceeds) {
