@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "engine/hf_hub.h"
+#include "registry/http_util.h"
 
 namespace mc::engine {
 namespace {
@@ -179,19 +180,7 @@ std::vector<HfFile> FilterHfFiles(const std::vector<HfFile>& files,
 }
 
 std::string HfUrlEncode(std::string_view s, bool keep_slash) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-        (keep_slash && c == '/')) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
+  return registry::UrlEncode(s, keep_slash);
 }
 
 std::optional<std::string> FindHeader(const registry::HttpResponse& r, std::string_view name) {

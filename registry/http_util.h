@@ -65,6 +65,6 @@ std::string Base64Encode(std::string_view data);
 std::optional<std::string> Base64Decode(std::string_view text);
 
 // Percent-encodes everything but RFC 3986 unreserved characters (query values).
-std::string UrlEncode(std::string_view s);
+std::string UrlEncode(std::string_view s, bool keep_slash = false);
 
 }  // namespace mc::registry
