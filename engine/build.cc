@@ -13,6 +13,8 @@
 #include "engine/build.h"
 
 #include <ctime>
+#include <map>
+#include <set>
 #include <filesystem>
 #include <future>
 #include <thread>
@@ -21,6 +23,7 @@
 #include "engine/cancel.h"
 #include "engine/download.h"
 #include "oci/media_types.h"
+#include "oci/tar_list.h"
 #include "registry/log.h"
 #include "registry/remote.h"
 
@@ -106,6 +109,46 @@ Result<std::vector<BaseImage>> LoadBase(const BuildOptions& o) {
   return out;
 }
 
+// The KServe sidecar runs `sh -c 'ln -sf … && sleep infinity'` and the init
+// container `ls`: the base must provide them. We list the base layers' names
+// (bases are small: a few MiB for ubi-micro or busybox) and report what is
+// missing; a base over 512 MiB is not read, only trusted.
+std::optional<std::string> MissingBaseTools(oci::ImageSource& src, const BaseImage& base) {
+  int64_t total = 0;
+  for (const auto& l : base.layers) total += l.size;
+  if (total > (int64_t{512} << 20)) return std::nullopt;
+  std::set<std::string> names;
+  std::map<std::string, std::string> links;
+  for (const auto& l : base.layers) {
+    auto raw = src.OpenBlob(l);
+    if (!raw) return std::nullopt;
+    oci::VerifyingReader in(std::move(*raw), l.digest, l.size, "base layer " + l.digest.Short());
+    auto listed = oci::ListTar(in, [&](const oci::TarListEntry& e) {
+      names.insert(e.name);
+      if (e.is_symlink) links[e.name] = e.link_target;
+    });
+    if (!listed) {
+      registry::Log()->debug("cannot list base layer {}: {}", l.digest.Short(), listed.error().message);
+      return std::nullopt;
+    }
+  }
+  auto has = [&](const std::string& tool) {
+    for (const char* dir : {"bin/", "usr/bin/", "sbin/", "usr/sbin/", "usr/local/bin/"}) {
+      if (names.contains(dir + tool)) return true;
+      // A merged-/usr base links bin → usr/bin.
+      auto link = links.find(std::string(dir).substr(0, std::string(dir).size() - 1));
+      if (link != links.end() && names.contains("usr/bin/" + tool)) return true;
+    }
+    return false;
+  };
+  std::string missing;
+  for (const char* tool : {"sh", "ln", "sleep", "ls"}) {
+    if (!has(tool)) missing += std::string(missing.empty() ? "" : ", ") + tool;
+  }
+  if (missing.empty()) return std::nullopt;
+  return missing;
+}
+
 // KServe modelcar contract (design.md, protocols.md 4.2).
 std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries,
                                        const std::vector<BaseImage>& bases, const BuildOptions& o) {
@@ -123,6 +166,16 @@ std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries
       warnings.push_back("the base image sets an Entrypoint: KServe passes the sidecar command as "
                          "args, so it would be appended to it; use a base without Entrypoint");
       break;
+    }
+  }
+  if (o.base) {
+    for (const auto& b : bases) {
+      if (auto missing = MissingBaseTools(*o.base, b)) {
+        warnings.push_back("the base image " + o.base_name + " (" + b.platform.String() +
+                           ") lacks " + *missing + ": KServe's modelcar containers run "
+                           "sh, ln, sleep and ls; use a base that has them");
+        break;
+      }
     }
   }
   if (o.prefix != "/models" && o.prefix != "/models/") {

@@ -18,6 +18,13 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::string Engine() { return Quote(EngineBinary()); }
+std::string oci_hex(const std::string& bytes) {
+  std::string out;
+  WriteFile("/tmp/.mc-hex-" + std::to_string(::getpid()), bytes);
+  mc::testing::Run("sha256sum /tmp/.mc-hex-" + std::to_string(::getpid()), &out, false);
+  std::filesystem::remove("/tmp/.mc-hex-" + std::to_string(::getpid()));
+  return out.substr(0, 64);
+}
 int Sh(const std::string& cmd, std::string* out = nullptr, bool merge = true) {
   return mc::testing::Run(cmd, out, merge);
 }
@@ -254,6 +261,68 @@ TEST_F(BuildOciTest, FullFilesystemLeavesNoHalfImage) {
   Sh("ls -a " + Quote((mnt / "layout/blobs/sha256").string()), &out);
   EXPECT_EQ(out.find(".tmp"), std::string::npos) << out;
   ::umount(mnt.c_str());
+}
+
+}  // namespace
+}  // namespace mc::testing
+
+namespace mc::testing {
+namespace {
+
+// A one-layer OCI layout written with GNU tar and hand-made JSON (not by
+// mc-engine): `tools` become symlinks to a busybox binary under bin/.
+void WriteBaseLayout(const fs::path& dir, const std::vector<std::string>& tools) {
+  fs::path root = dir / "rootfs";
+  fs::create_directories(root / "bin");
+  WriteFile(root / "bin/busybox", "not really busybox\n");
+  for (const auto& t : tools) fs::create_symlink("busybox", root / "bin" / t);
+  fs::create_directories(dir / "layout/blobs/sha256");
+  auto put = [&](const std::string& bytes) {
+    std::string hex = oci_hex(bytes);
+    WriteFile(dir / "layout/blobs/sha256" / hex, bytes);
+    return "sha256:" + hex;
+  };
+  std::string out;
+  ASSERT_EQ(Sh("tar --sort=name --mtime=@0 --owner=0 --group=0 -C " + Quote(root.string()) +
+                   " -cf - . | gzip -n > " + Quote((dir / "layer.tgz").string()), &out), 0) << out;
+  std::string layer = ReadFile(dir / "layer.tgz");
+  Sh("gzip -dc " + Quote((dir / "layer.tgz").string()) + " | sha256sum", &out, false);
+  json cfg = {{"architecture", "amd64"}, {"os", "linux"}, {"config", json::object()},
+              {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + out.substr(0, 64)}}}},
+              {"history", {{{"created_by", "test base"}}}}};
+  std::string cb = cfg.dump();
+  json man = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+              {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", put(cb)}, {"size", cb.size()}}},
+              {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"}, {"digest", put(layer)}, {"size", layer.size()}}}}};
+  std::string mb = man.dump();
+  json index = {{"schemaVersion", 2},
+                {"manifests", {{{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                {"digest", put(mb)}, {"size", mb.size()},
+                                {"annotations", {{"org.opencontainers.image.ref.name", "base"}}}}}}};
+  WriteFile(dir / "layout/index.json", index.dump());
+  WriteFile(dir / "layout/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+}
+
+TEST_F(BuildOciTest, StrictModelcarContractChecksTheBaseTools) {
+  WriteBaseLayout(tmp_ / "good", {"sh", "ln", "sleep", "ls"});
+  WriteBaseLayout(tmp_ / "poor", {"sh"});
+  std::string out;
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) + " oci:" +
+                   Quote((tmp_ / "o1").string()) + ":t --strict --base oci:" +
+                   Quote((tmp_ / "good/layout").string()) + ":base", &out), 0) << out;
+  EXPECT_EQ(out.find("warning"), std::string::npos) << out;
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) + " oci:" +
+                   Quote((tmp_ / "o2").string()) + ":t --strict --base oci:" +
+                   Quote((tmp_ / "poor/layout").string()) + ":base", &out), 2) << out;
+  EXPECT_NE(out.find("lacks ln, sleep, ls"), std::string::npos) << out;
+  // Without --strict it is a warning and the image is built.
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) + " oci:" +
+                   Quote((tmp_ / "o3").string()) + ":t --base oci:" +
+                   Quote((tmp_ / "poor/layout").string()) + ":base", &out), 0) << out;
+  EXPECT_NE(out.find("warning: the base image"), std::string::npos) << out;
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) + " oci:" +
+                   Quote((tmp_ / "o4").string()) + ":t --strict", &out), 2) << out;
+  EXPECT_NE(out.find("scratch"), std::string::npos) << out;
 }
 
 }  // namespace
