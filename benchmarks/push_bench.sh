@@ -126,5 +126,5 @@ for storage in $storages; do
   ratio "gzip build+push vs curl floor (target >= 0.85)" "mc-engine build+push --compression gzip" "curl upload of the ready gzip blob (floor)"
   ratio "none build+push vs curl floor (target >= 0.85)" "mc-engine build+push --compression none" "curl upload of the ready gzip blob (floor)"
   ratio "gzip build+push vs buildah" "mc-engine build+push --compression gzip" "buildah build --squash (vfs) + push"
-  [[ $storage == tmpfs ]] && rm -rf "$sdir"
+  if [[ $storage == tmpfs ]]; then rm -rf "$sdir"; fi
 done
