@@ -218,13 +218,17 @@ TEST(RegistryClientTest, CutInALaterChunkReportsALostSessionAndARetrySucceeds) {
   ASSERT_TRUE(dest) << dest.error().message;
   std::string layer = RandomBytes(3 * kChunk, 6);
   auto d = PushBlob(**dest, layer);
-  ASSERT_FALSE(d);
-  // distribution 2.8 cancels a session whose PATCH broke mid-body.
-  EXPECT_EQ(d.error().code, oci::ErrorCode::kNotFound) << d.error().message;
-  EXPECT_NE(d.error().message.find("must be sent again"), std::string::npos) << d.error().message;
-  auto retry = PushBlob(**dest, layer);
-  ASSERT_TRUE(retry) << retry.error().message;
-  EXPECT_TRUE((*dest)->Exists(retry->digest).value());
+  if (!d) {
+    // distribution 2.8 cancels a session whose PATCH broke mid-body (when the
+    // partial bytes reached its storage: timing decides), and we say so.
+    EXPECT_EQ(d.error().code, oci::ErrorCode::kNotFound) << d.error().message;
+    EXPECT_NE(d.error().message.find("must be sent again"), std::string::npos)
+        << d.error().message;
+    d = PushBlob(**dest, layer);
+  }
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_TRUE((*dest)->Exists(d->digest).value());
+  EXPECT_NE(proxy.Log().find("cut"), std::string::npos);
 }
 
 TEST(RegistryClientTest, ResumesInsideTheChunkWhenTheCutNeverReachedTheRegistry) {
