@@ -7,11 +7,11 @@
 #include "cmd/cli.h"
 #include "engine/build.h"
 #include "engine/hf_hub.h"
-#include "engine/metadata_store.h"
-#include "registry/curl_transport.h"
 #include "engine/image_ref.h"
+#include "engine/metadata_store.h"
 #include "oci/io.h"
 #include "oci/layout.h"
+#include "registry/curl_transport.h"
 #include "registry/log.h"
 
 namespace mc::cmd {
@@ -44,13 +44,12 @@ struct BuildFlags {
 };
 
 oci::Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector<std::string>& kvs,
-                                                                const std::string& flag) {
+                                                               const std::string& flag) {
   std::map<std::string, std::string> out;
   for (const auto& kv : kvs) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
-      return oci::Fail(oci::ErrorCode::kInvalidInput,
-                       flag + " \"" + kv + "\" is not KEY=VALUE");
+      return oci::Fail(oci::ErrorCode::kInvalidInput, flag + " \"" + kv + "\" is not KEY=VALUE");
     }
     out[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
@@ -132,7 +131,8 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
     registry::TransportOptions topts;
     topts.retry_times = 0;  // the Hub client retries itself
     topts.trace = ctx.global.verbose >= 2;
-    MC_ASSIGN_OR_RETURN(input, engine::OpenHfModel(registry::NewCurlTransport(topts), f.source, hf));
+    MC_ASSIGN_OR_RETURN(input,
+                        engine::OpenHfModel(registry::NewCurlTransport(topts), f.source, hf));
   } else {
     input.dir = f.source;
     input.source = f.source;
@@ -167,13 +167,14 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
     }
     MC_RETURN_IF_ERROR(store.SetSection("image", image));
     if (f.source.starts_with("hf://")) {
-      MC_RETURN_IF_ERROR(store.MergeSection(
-          "model", {{"source", input.source}, {"revision", input.revision},
-                    {"files", built->files}, {"bytes", built->bytes}}));
+      MC_RETURN_IF_ERROR(store.MergeSection("model", {{"source", input.source},
+                                                      {"revision", input.revision},
+                                                      {"files", built->files},
+                                                      {"bytes", built->bytes}}));
     }
   }
-  registry::Log()->info("built {} from {} files ({} bytes) in {} layer(s): {}", dest.dest->Describe(),
-                        built->files, built->bytes, built->layers.size(),
+  registry::Log()->info("built {} from {} files ({} bytes) in {} layer(s): {}",
+                        dest.dest->Describe(), built->files, built->bytes, built->layers.size(),
                         built->manifest.digest.String());
   std::printf("%s\n", built->manifest.digest.String().c_str());
   return {};
@@ -182,14 +183,17 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
 void SetupBuild(CLI::App& app, Context& ctx) {
   auto flags = std::make_shared<BuildFlags>();
   CLI::App* cmd = app.add_subcommand("build", "build a modelcar image from a model directory");
-  cmd->add_option("SOURCE", flags->source, "model directory (or hf://ORG/NAME[@REVISION])")->required();
+  cmd->add_option("SOURCE", flags->source, "model directory (or hf://ORG/NAME[@REVISION])")
+      ->required();
   cmd->add_option("DEST", flags->dest, "oci:DIR[:TAG] or docker://HOST/REPO[:TAG]")->required();
   cmd->add_option("--base", flags->base, "base image: scratch, oci:DIR[:TAG] or docker://REF")
       ->default_str("scratch");
-  cmd->add_option("--prefix", flags->prefix, "where the model lands in the image")->default_str("/models");
+  cmd->add_option("--prefix", flags->prefix, "where the model lands in the image")
+      ->default_str("/models");
   cmd->add_option("--compression", flags->compression, "gzip, zstd or none")->default_str("gzip");
   cmd->add_option("--compression-level", flags->compression_level, "codec level (-1 = default)");
-  cmd->add_option("--platform", flags->platform, "OS/ARCH[/VARIANT] or all")->default_str("linux/amd64");
+  cmd->add_option("--platform", flags->platform, "OS/ARCH[/VARIANT] or all")
+      ->default_str("linux/amd64");
   cmd->add_option("--max-layer-size", flags->max_layer_size,
                   "split the model into layers of at most SIZE (e.g. 10G)");
   cmd->add_flag("--layer-per-file", flags->layer_per_file, "one layer per large file");
@@ -201,9 +205,12 @@ void SetupBuild(CLI::App& app, Context& ctx) {
   cmd->add_flag("--strict", flags->strict, "fail when the modelcar contract does not hold");
   cmd->add_option("--digestfile", flags->digestfile, "write the manifest digest to this file");
   cmd->add_option("--metadata", flags->metadata, "update publish-metadata.json at this path");
-  cmd->add_option("--include", flags->include, "hf:// sources: only files matching GLOB (repeatable)");
-  cmd->add_option("--exclude", flags->exclude, "hf:// sources: skip files matching GLOB (repeatable)");
-  cmd->add_option("--token-file", flags->token_file, "hf:// sources: file holding the Hub token (default $HF_TOKEN)");
+  cmd->add_option("--include", flags->include,
+                  "hf:// sources: only files matching GLOB (repeatable)");
+  cmd->add_option("--exclude", flags->exclude,
+                  "hf:// sources: skip files matching GLOB (repeatable)");
+  cmd->add_option("--token-file", flags->token_file,
+                  "hf:// sources: file holding the Hub token (default $HF_TOKEN)");
   cmd->add_option("--chunk-size", flags->chunk_size, "registry upload chunk size (default 64M)");
   AddRegistryFlags(cmd, flags->registry);
   cmd->callback([flags, &ctx] { ctx.run = [flags, &ctx] { return RunBuild(*flags, ctx); }; });

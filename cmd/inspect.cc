@@ -68,7 +68,8 @@ oci::Result<void> RunInspect(const InspectFlags& f, int verbose) {
 void SetupInspect(CLI::App& app, Context& ctx) {
   auto flags = std::make_shared<InspectFlags>();
   CLI::App* cmd = app.add_subcommand("inspect", "print an image's manifest or config");
-  cmd->add_option("REF", flags->ref, "oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]")->required();
+  cmd->add_option("REF", flags->ref, "oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]")
+      ->required();
   cmd->add_flag("--raw", flags->raw, "print the exact bytes");
   cmd->add_flag("--config", flags->config, "print the image config");
   cmd->add_option("--platform", flags->platform, "platform to pick from an index (with --config)");

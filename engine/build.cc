@@ -13,10 +13,10 @@
 #include "engine/build.h"
 
 #include <ctime>
-#include <map>
-#include <set>
 #include <filesystem>
 #include <future>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "engine/build_cache.h"
@@ -57,7 +57,8 @@ Result<BaseImage> LoadBaseManifest(oci::ImageSource& src, const oci::RawManifest
   MC_ASSIGN_OR_RETURN(oci::Manifest m, oci::ParseManifest(raw.bytes, what));
   MC_ASSIGN_OR_RETURN(std::string cfg_bytes, src.ReadBlob(m.config));
   MC_ASSIGN_OR_RETURN(json cfg, oci::ParseJson(cfg_bytes, what + " config"));
-  if (!cfg.is_object()) return oci::Fail(ErrorCode::kInvalidInput, what + ": config is not an object");
+  if (!cfg.is_object())
+    return oci::Fail(ErrorCode::kInvalidInput, what + ": config is not an object");
   BaseImage b;
   b.config = std::move(cfg);
   b.manifest_digest = raw.digest;
@@ -83,9 +84,9 @@ Result<std::vector<BaseImage>> LoadBase(const BuildOptions& o) {
   if (!oci::media::IsIndex(raw.media_type)) {
     MC_ASSIGN_OR_RETURN(BaseImage b, LoadBaseManifest(*o.base, raw, what));
     if (!o.all_platforms && !o.platform.Matches(b.platform)) {
-      return oci::Fail(ErrorCode::kInvalidInput, what + " is " + b.platform.String() +
-                                                     ", not the requested " + o.platform.String() +
-                                                     " (use --platform " + b.platform.String() + ")");
+      return oci::Fail(ErrorCode::kInvalidInput,
+                       what + " is " + b.platform.String() + ", not the requested " +
+                           o.platform.String() + " (use --platform " + b.platform.String() + ")");
     }
     return std::vector<BaseImage>{std::move(b)};
   }
@@ -97,7 +98,8 @@ Result<std::vector<BaseImage>> LoadBase(const BuildOptions& o) {
     available += (available.empty() ? "" : ", ") + d.platform->String();
     if (!o.all_platforms && !o.platform.Matches(*d.platform)) continue;
     MC_ASSIGN_OR_RETURN(oci::RawManifest child, o.base->GetManifest(d.digest.String()));
-    MC_ASSIGN_OR_RETURN(BaseImage b, LoadBaseManifest(*o.base, child, what + " " + d.platform->String()));
+    MC_ASSIGN_OR_RETURN(BaseImage b,
+                        LoadBaseManifest(*o.base, child, what + " " + d.platform->String()));
     b.platform = *d.platform;
     out.push_back(std::move(b));
     if (!o.all_platforms) break;
@@ -128,7 +130,8 @@ std::optional<std::string> MissingBaseTools(oci::ImageSource& src, const BaseIma
       if (e.is_symlink) links[e.name] = e.link_target;
     });
     if (!listed) {
-      registry::Log()->debug("cannot list base layer {}: {}", l.digest.Short(), listed.error().message);
+      registry::Log()->debug("cannot list base layer {}: {}", l.digest.Short(),
+                             listed.error().message);
       return std::nullopt;
     }
   }
@@ -155,16 +158,20 @@ std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries
   std::vector<std::string> warnings;
   bool any_file = false;
   for (const auto& e : entries) any_file |= e.type == oci::TarEntry::Type::kFile;
-  if (!any_file) warnings.push_back("the model has no files: KServe's modelcar init container fails on an empty " + o.prefix);
+  if (!any_file)
+    warnings.push_back(
+        "the model has no files: KServe's modelcar init container fails on an empty " + o.prefix);
   if (!o.base) {
-    warnings.push_back("the base is scratch: KServe's modelcar sidecar needs sh, ln, sleep and ls; "
-                       "use --base with a small image that has a shell (e.g. ubi-micro or busybox)");
+    warnings.push_back(
+        "the base is scratch: KServe's modelcar sidecar needs sh, ln, sleep and ls; "
+        "use --base with a small image that has a shell (e.g. ubi-micro or busybox)");
   }
   for (const auto& b : bases) {
     const json& c = b.config.contains("config") ? b.config["config"] : json::object();
     if (c.contains("Entrypoint") && !c["Entrypoint"].is_null() && !c["Entrypoint"].empty()) {
-      warnings.push_back("the base image sets an Entrypoint: KServe passes the sidecar command as "
-                         "args, so it would be appended to it; use a base without Entrypoint");
+      warnings.push_back(
+          "the base image sets an Entrypoint: KServe passes the sidecar command as "
+          "args, so it would be appended to it; use a base without Entrypoint");
       break;
     }
   }
@@ -172,7 +179,8 @@ std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries
     for (const auto& b : bases) {
       if (auto missing = MissingBaseTools(*o.base, b)) {
         warnings.push_back("the base image " + o.base_name + " (" + b.platform.String() +
-                           ") lacks " + *missing + ": KServe's modelcar containers run "
+                           ") lacks " + *missing +
+                           ": KServe's modelcar containers run "
                            "sh, ln, sleep and ls; use a base that has them");
         break;
       }
@@ -192,7 +200,8 @@ std::function<Result<std::unique_ptr<oci::BlobWriter>>(const oci::BlobHint&)> Re
     oci::BlobSink& sink, const BuildCache* cache, const std::string& key, size_t layer) {
   auto* reg = dynamic_cast<registry::RegistryDestination*>(&sink);
   if (!reg || !cache || key.empty()) return nullptr;
-  std::filesystem::path state = cache->dir() / "uploads" / (key + "-" + std::to_string(layer) + ".json");
+  std::filesystem::path state =
+      cache->dir() / "uploads" / (key + "-" + std::to_string(layer) + ".json");
   return [reg, state](const oci::BlobHint& hint) -> Result<std::unique_ptr<oci::BlobWriter>> {
     std::optional<registry::UploadState> resume;
     if (auto bytes = oci::ReadFileToString(state)) {
@@ -215,13 +224,14 @@ std::function<Result<std::unique_ptr<oci::BlobWriter>>(const oci::BlobHint&)> Re
 void ForgetUpload(const BuildCache* cache, const std::string& key, size_t layer) {
   if (!cache || key.empty()) return;
   std::error_code ec;
-  std::filesystem::remove(cache->dir() / "uploads" / (key + "-" + std::to_string(layer) + ".json"), ec);
+  std::filesystem::remove(cache->dir() / "uploads" / (key + "-" + std::to_string(layer) + ".json"),
+                          ec);
 }
 
-Result<std::vector<BuiltLayer>> BuildModelLayers(const std::vector<std::vector<oci::TarEntry>>& groups,
-                                                 const ModelInput& input, const BuildOptions& o,
-                                                 oci::BlobSink& sink, Progress* progress,
-                                                 const BuildCache* cache, const std::string& key) {
+Result<std::vector<BuiltLayer>> BuildModelLayers(
+    const std::vector<std::vector<oci::TarEntry>>& groups, const ModelInput& input,
+    const BuildOptions& o, oci::BlobSink& sink, Progress* progress, const BuildCache* cache,
+    const std::string& key) {
   std::vector<BuiltLayer> layers(groups.size());
   std::vector<std::optional<oci::Error>> errors(groups.size());
   std::atomic<size_t> next{0};
@@ -289,8 +299,8 @@ std::string ModelTitle(const ModelInput& input) {
   return slash == std::string::npos ? s : s.substr(slash + 1);
 }
 
-json MakeConfig(const BaseImage& base, const std::vector<BuiltLayer>& layers,
-                const BuildOptions& o, const std::string& created) {
+json MakeConfig(const BaseImage& base, const std::vector<BuiltLayer>& layers, const BuildOptions& o,
+                const std::string& created) {
   json cfg = base.config;
   cfg["created"] = created;
   json& diff_ids = cfg["rootfs"]["diff_ids"];
@@ -305,8 +315,10 @@ json MakeConfig(const BaseImage& base, const std::vector<BuiltLayer>& layers,
   if (!cfg.contains("history") || !cfg["history"].is_array()) cfg["history"] = json::array();
   for (size_t i = 0; i < layers.size(); ++i) {
     std::string by = "mc-engine build --prefix " + o.prefix;
-    if (layers.size() > 1) by += " (model layer " + std::to_string(i + 1) + " of " + std::to_string(layers.size()) + ")";
-    cfg["history"].push_back({{"created", created}, {"created_by", by}, {"comment", "model files"}});
+    if (layers.size() > 1)
+      by += " (model layer " + std::to_string(i + 1) + " of " + std::to_string(layers.size()) + ")";
+    cfg["history"].push_back(
+        {{"created", created}, {"created_by", by}, {"comment", "model files"}});
   }
   return cfg;
 }
@@ -322,7 +334,8 @@ Result<void> SkipDownloadState(std::vector<oci::TarEntry>& entries, const std::s
   std::erase_if(entries, [&](const oci::TarEntry& e) {
     return e.name == state || e.name.starts_with(state + "/");
   });
-  auto bytes = oci::ReadFileToString(std::filesystem::path(in.dir) / kDownloadStateDir / "manifest.json");
+  auto bytes =
+      oci::ReadFileToString(std::filesystem::path(in.dir) / kDownloadStateDir / "manifest.json");
   if (!bytes) return {};
   json j = json::parse(*bytes, nullptr, false);
   if (!j.is_object()) return {};
@@ -440,8 +453,9 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
   std::vector<oci::RawManifest> manifests;
   for (const auto& b : bases) {
     json cfg = MakeConfig(b, result.layers, o, created);
-    MC_ASSIGN_OR_RETURN(oci::Descriptor cfg_desc,
-                        PutSmallBlob(dest, oci::CanonicalJson(cfg), std::string(oci::media::kOciConfig)));
+    MC_ASSIGN_OR_RETURN(
+        oci::Descriptor cfg_desc,
+        PutSmallBlob(dest, oci::CanonicalJson(cfg), std::string(oci::media::kOciConfig)));
     result.config = cfg_desc;
     oci::Manifest m;
     m.config = cfg_desc;
@@ -449,11 +463,13 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
     for (const auto& l : result.layers) m.layers.push_back(l.descriptor);
     m.annotations["org.opencontainers.image.created"] = created;
     m.annotations["org.opencontainers.image.title"] = ModelTitle(in);
-    if (in.source.starts_with("hf://")) m.annotations["org.opencontainers.image.source"] = in.source;
+    if (in.source.starts_with("hf://"))
+      m.annotations["org.opencontainers.image.source"] = in.source;
     if (!in.revision.empty()) m.annotations["org.opencontainers.image.revision"] = in.revision;
     if (o.base) {
       m.annotations["org.opencontainers.image.base.name"] = o.base_name;
-      if (b.manifest_digest) m.annotations["org.opencontainers.image.base.digest"] = b.manifest_digest->String();
+      if (b.manifest_digest)
+        m.annotations["org.opencontainers.image.base.digest"] = b.manifest_digest->String();
     }
     for (const auto& [k, v] : o.annotations) m.annotations[k] = v;
     manifests.push_back(oci::RawManifest::FromBytes(oci::SerializeManifest(m),
@@ -471,7 +487,8 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
     d.platform = bases[i].platform;
     index.manifests.push_back(d);
   }
-  result.manifest = oci::RawManifest::FromBytes(oci::SerializeIndex(index), std::string(oci::media::kOciIndex));
+  result.manifest =
+      oci::RawManifest::FromBytes(oci::SerializeIndex(index), std::string(oci::media::kOciIndex));
   MC_RETURN_IF_ERROR(dest.PutManifest(result.manifest, o.tag));
   return result;
 }

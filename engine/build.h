@@ -55,7 +55,7 @@ struct BuildOptions {
   // --platform all: one manifest per platform of a multi-arch base, all sharing
   // the model layers, pushed as an index.
   bool all_platforms = false;
-  bool strict = false;  // modelcar contract violations are errors, not warnings
+  bool strict = false;        // modelcar contract violations are errors, not warnings
   std::string user = "1001";  // config.User: numeric, non-root
   // Base image: nullptr = scratch. The source to read the base from, and the
   // tag or digest within it.
@@ -77,18 +77,18 @@ struct BuiltLayer {
   oci::Descriptor descriptor;  // compressed digest, size, media type
   oci::Digest diff_id;         // sha256 of the uncompressed tar
   uint64_t tar_size = 0;
-  uint64_t file_bytes = 0;     // model bytes in this layer
+  uint64_t file_bytes = 0;  // model bytes in this layer
   size_t files = 0;
 };
 
 struct BuildResult {
-  oci::RawManifest manifest;      // the image (or index with --platform all)
+  oci::RawManifest manifest;       // the image (or index with --platform all)
   std::vector<BuiltLayer> layers;  // model layers only
   oci::Descriptor config;
   size_t files = 0;
   uint64_t bytes = 0;
   std::vector<std::string> warnings;  // modelcar contract warnings
-  bool from_cache = false;             // layers reused without reading the model
+  bool from_cache = false;            // layers reused without reading the model
 };
 
 // Copies one blob from `src` to `dest` unless present: HEAD, then mount (when

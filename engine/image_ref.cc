@@ -28,8 +28,9 @@ oci::Result<ImageLocation> ParseImageLocation(const std::string& s) {
     loc.path = rest.substr(0, colon);
     if (colon != std::string::npos) loc.tag = rest.substr(colon + 1);
     if (loc.path.empty()) {
-      return oci::Fail(oci::ErrorCode::kInvalidInput,
-                       "invalid image location \"" + s + "\": oci: needs a directory, e.g. oci:./out:latest");
+      return oci::Fail(
+          oci::ErrorCode::kInvalidInput,
+          "invalid image location \"" + s + "\": oci: needs a directory, e.g. oci:./out:latest");
     }
     if (colon != std::string::npos && loc.tag.empty()) {
       return oci::Fail(oci::ErrorCode::kInvalidInput,
@@ -46,9 +47,9 @@ oci::Result<ImageLocation> ParseImageLocation(const std::string& s) {
     }
     return loc;
   }
-  return oci::Fail(oci::ErrorCode::kInvalidInput,
-                   "invalid image location \"" + s +
-                       "\": use oci:DIR[:TAG] or docker://HOST/REPO[:TAG]");
+  return oci::Fail(
+      oci::ErrorCode::kInvalidInput,
+      "invalid image location \"" + s + "\": use oci:DIR[:TAG] or docker://HOST/REPO[:TAG]");
 }
 
 namespace {

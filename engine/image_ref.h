@@ -15,10 +15,10 @@ namespace mc::engine {
 struct ImageLocation {
   enum class Kind { kOciLayout, kDocker };
   Kind kind = Kind::kOciLayout;
-  std::string path;                 // kOciLayout: the directory
-  std::string tag;                  // kOciLayout: tag ("" = none given)
-  std::string reference;            // kDocker: "host/repo[:tag][@digest]" as typed
-  std::string original;             // what the user typed
+  std::string path;       // kOciLayout: the directory
+  std::string tag;        // kOciLayout: tag ("" = none given)
+  std::string reference;  // kDocker: "host/repo[:tag][@digest]" as typed
+  std::string original;   // what the user typed
 
   // Tag or digest inside the location ("" = default).
   std::string TagOrDigest() const;
@@ -32,7 +32,7 @@ struct RemoteSettings {
   registry::TransportOptions transport;
   std::string authfile;
   std::string creds;
-  std::string side;  // "source" / "destination", for messages
+  std::string side;         // "source" / "destination", for messages
   uint64_t chunk_size = 0;  // upload chunk size (0 = default)
 };
 

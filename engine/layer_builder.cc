@@ -191,7 +191,7 @@ class ShardPipeline {
   bool hash_output_;
   bool passthrough_ = false;
   std::unique_ptr<oci::Framer> framer_;
-  oci::Digester digester_;  // writer thread only
+  oci::Digester digester_;     // writer thread only
   uint64_t output_bytes_ = 0;  // writer thread only, read after join
   const size_t limit_;
 
@@ -252,8 +252,7 @@ class ShardingWriter final : public oci::Writer {
 };
 
 Result<void> WriteEntries(const std::vector<oci::TarEntry>& entries,
-                          const LayerBuildOptions& options, oci::Writer& out,
-                          BuiltLayer& layer) {
+                          const LayerBuildOptions& options, oci::Writer& out, BuiltLayer& layer) {
   oci::TarWriter tar(out, oci::TarOptions{options.mtime});
   for (const auto& e : entries) {
     MC_RETURN_IF_ERROR(CheckCancelled());
@@ -278,8 +277,8 @@ Result<void> WriteEntries(const std::vector<oci::TarEntry>& entries,
 
 Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
                               const LayerBuildOptions& options, oci::BlobSink& sink) {
-  MC_ASSIGN_OR_RETURN(auto codec, oci::Codec::Create(options.compression,
-                                                     options.compression_level));
+  MC_ASSIGN_OR_RETURN(auto codec,
+                      oci::Codec::Create(options.compression, options.compression_level));
   oci::BlobHint hint;
   hint.media_type = std::string(oci::LayerMediaType(options.compression));
   MC_ASSIGN_OR_RETURN(auto writer, options.begin ? options.begin(hint) : sink.Begin(hint));

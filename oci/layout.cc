@@ -52,9 +52,9 @@ class LayoutBlobWriter final : public BlobWriter {
     if (finished_) return Fail(ErrorCode::kInternal, "blob committed twice");
     if (size != written_) {
       Abort();
-      return Fail(ErrorCode::kVerificationFailed,
-                  "blob " + digest.Short() + ": wrote " + std::to_string(written_) +
-                      " bytes, expected " + std::to_string(size));
+      return Fail(ErrorCode::kVerificationFailed, "blob " + digest.Short() + ": wrote " +
+                                                      std::to_string(written_) +
+                                                      " bytes, expected " + std::to_string(size));
     }
     if (auto r = out_.Close(); !r) {
       Abort();
@@ -153,7 +153,8 @@ Result<Index> ReadLayoutIndex(const fs::path& dir) {
   auto bytes = ReadFileToString(dir / "index.json");
   if (!bytes) {
     if (bytes.error().code == ErrorCode::kNotFound) {
-      return Fail(ErrorCode::kNotFound, "no OCI layout at " + dir.string() + " (index.json missing)");
+      return Fail(ErrorCode::kNotFound,
+                  "no OCI layout at " + dir.string() + " (index.json missing)");
     }
     return std::unexpected(bytes.error());
   }
@@ -214,7 +215,8 @@ Result<void> LayoutDestination::PutManifest(const RawManifest& manifest,
   MC_RETURN_IF_ERROR(PutChildManifest(manifest));
   std::lock_guard guard(index_mu_);
   FileLock lock(dir_ / ".index.json.lock");
-  if (!lock.ok()) return std::unexpected(IoError("locking " + dir_.string() + "/index.json", errno));
+  if (!lock.ok())
+    return std::unexpected(IoError("locking " + dir_.string() + "/index.json", errno));
   MC_ASSIGN_OR_RETURN(Index index, ReadLayoutIndex(dir_));
   Descriptor desc = manifest.ToDescriptor();
   std::vector<Descriptor> kept;
@@ -236,7 +238,8 @@ Result<std::unique_ptr<LayoutSource>> LayoutSource::Open(const fs::path& dir) {
     return Fail(ErrorCode::kNotFound, "no OCI layout at " + dir.string());
   }
   if (!fs::exists(dir / "oci-layout", ec)) {
-    return Fail(ErrorCode::kInvalidInput, dir.string() + " is not an OCI layout (no oci-layout file)");
+    return Fail(ErrorCode::kInvalidInput,
+                dir.string() + " is not an OCI layout (no oci-layout file)");
   }
   MC_RETURN_IF_ERROR(ReadLayoutIndex(dir));
   return std::unique_ptr<LayoutSource>(new LayoutSource(dir));
@@ -261,7 +264,8 @@ Result<RawManifest> LayoutSource::GetManifest(const std::string& tag_or_digest) 
     }
     if (!found) {
       if (tag_or_digest.empty() && index.manifests.size() > 1) {
-        return Fail(ErrorCode::kInvalidInput, Describe() + " holds several images: name one as oci:DIR:TAG");
+        return Fail(ErrorCode::kInvalidInput,
+                    Describe() + " holds several images: name one as oci:DIR:TAG");
       }
       return Fail(ErrorCode::kNotFound, "no image tagged \"" +
                                             (tag_or_digest.empty() ? "latest" : tag_or_digest) +
@@ -290,7 +294,8 @@ Result<std::unique_ptr<Reader>> LayoutSource::OpenBlob(const Descriptor& desc) {
   fs::path p = dir_ / "blobs" / "sha256" / desc.digest.hex();
   auto r = OpenFile(p);
   if (!r && r.error().code == ErrorCode::kNotFound) {
-    return Fail(ErrorCode::kNotFound, "blob " + desc.digest.Short() + " missing from " + Describe());
+    return Fail(ErrorCode::kNotFound,
+                "blob " + desc.digest.Short() + " missing from " + Describe());
   }
   return r;
 }
