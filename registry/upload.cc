@@ -95,7 +95,24 @@ UploadSession::UploadSession(UploadTarget target, std::string url, UploadOptions
       patch_size_(options_.chunk_size) {}
 
 UploadSession::~UploadSession() {
+  (void)WaitInFlight();
   if (!done_) Abort();
+}
+
+oci::Result<void> UploadSession::WaitInFlight() {
+  if (!in_flight_.valid()) return {};
+  return in_flight_.get();
+}
+
+void UploadSession::TakeFilled() {
+  buffer_start_ = buffer_end();
+  buffer_.swap(filling_);
+  filling_.clear();
+}
+
+void UploadSession::Detach() {
+  (void)WaitInFlight();
+  done_ = true;
 }
 
 oci::Result<std::unique_ptr<UploadSession>> UploadSession::Start(UploadTarget target,
@@ -155,18 +172,20 @@ oci::Result<void> UploadSession::Write(std::span<const std::byte> data) {
     data = data.subspan(skip);
   }
   while (!data.empty()) {
-    if (buffer_.capacity() < options_.chunk_size) {
-      buffer_.reserve(
+    if (filling_.capacity() < options_.chunk_size) {
+      filling_.reserve(
           std::min<size_t>(options_.chunk_size, std::max<size_t>(data.size(), 1 << 20)));
     }
-    size_t n = std::min(data.size(), options_.chunk_size - buffer_.size());
-    buffer_.append(oci::AsString(data.first(n)));
+    size_t n = std::min(data.size(), options_.chunk_size - filling_.size());
+    filling_.append(oci::AsString(data.first(n)));
     stream_pos_ += n;
     data = data.subspan(n);
-    if (buffer_.size() >= options_.chunk_size) {
-      MC_RETURN_IF_ERROR(Flush());
-      buffer_start_ = buffer_end();
-      buffer_.clear();
+    if (filling_.size() >= options_.chunk_size) {
+      // The previous chunk must be acknowledged before it is dropped; then
+      // this one goes up while the producer fills the next.
+      MC_RETURN_IF_ERROR(WaitInFlight());
+      TakeFilled();
+      in_flight_ = std::async(std::launch::async, [this] { return Flush(); });
     }
   }
   return {};
@@ -293,7 +312,7 @@ oci::Result<void> UploadSession::RestartSession(const oci::Error& cause) {
   }
   Log()->warn("{}; restarting the upload (all {} bytes are still buffered)", cause.message,
               buffer_.size());
-  Abort();
+  Delete();  // on the sender thread: must not wait for itself
   MC_ASSIGN_OR_RETURN(auto fresh, Start(target_, options_));
   url_ = fresh->url_;
   fresh->done_ = true;  // its URL is ours now; don't let its destructor abort it
@@ -411,6 +430,8 @@ oci::Result<void> UploadSession::Commit(const oci::Digest& digest, uint64_t size
                      "upload to " + target_.describe + ": " + std::to_string(stream_pos_) +
                          " bytes written but Commit says " + std::to_string(size));
   }
+  MC_RETURN_IF_ERROR(WaitInFlight());
+  if (!filling_.empty() || buffer_.empty()) TakeFilled();
   if (!any_patch_ && buffer_start_ == 0 && server_offset_ == 0 && !need_resync_ &&
       buffer_.size() < options_.chunk_size) {
     MC_ASSIGN_OR_RETURN(bool ok, TryMonolithic(digest));
@@ -425,6 +446,11 @@ oci::Result<void> UploadSession::Commit(const oci::Digest& digest, uint64_t size
 }
 
 void UploadSession::Abort() {
+  (void)WaitInFlight();
+  Delete();
+}
+
+void UploadSession::Delete() {
   if (done_ || aborted_ || url_.empty()) return;
   aborted_ = true;
   HttpRequest req;

@@ -1,8 +1,9 @@
 // One blob upload session of the distribution API (protocols.md 1.3, 1.9).
 //
 // The producer Write()s the blob stream; the session buffers one chunk in
-// memory and PATCHes it (`Content-Range: start-end`), keeping it until the
-// registry's 202, so a broken connection, a 416 or a 5xx is recovered by
+// memory and PATCHes it (`Content-Range: start-end`) from a sender thread
+// while the producer fills the next chunk (so producing and uploading
+// overlap: at most two chunks in memory), keeping it until the registry's 202, so a broken connection, a 416 or a 5xx is recovered by
 // asking the registry how much it holds (GET on the upload URL) and resending
 // from there, inside the kept chunk. A blob that ends before the first chunk
 // is full goes up as one monolithic `PUT ?digest=`. 413 halves the PATCH size.
@@ -20,7 +21,8 @@
 // ResumeUpload(); the producer then writes the whole stream again and the
 // session drops the first resume_offset() bytes.
 //
-// Blocking; one thread at a time. Error codes: kTransient/kNetwork when
+// Write/Commit/Abort from one thread at a time; an error of a chunk in flight
+// is returned by the next Write or Commit. Error codes: kTransient/kNetwork when
 // recovery attempts run out, kNotFound (session lost), kUnauthorized,
 // kInvalidInput (size refusal, bad request), kVerificationFailed (digest).
 #pragma once
@@ -28,6 +30,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -105,8 +108,8 @@ class UploadSession final : public oci::Writer {
   void Abort();
 
   // Forgets the session without DELETE: the caller persisted url() and will
-  // Resume() it later (and tests simulate a crash).
-  void Detach() { done_ = true; }
+  // Resume() it later (and tests simulate a crash). Waits for a chunk in flight.
+  void Detach();
 
   const std::string& url() const { return url_; }
   uint64_t committed() const { return server_offset_; }
@@ -125,7 +128,13 @@ class UploadSession final : public oci::Writer {
 
  private:
   uint64_t buffer_end() const { return buffer_start_ + buffer_.size(); }
+  // Waits for the chunk in flight (if any) and returns its outcome.
+  oci::Result<void> WaitInFlight();
+  // Makes the filled chunk the kept one (after WaitInFlight).
+  void TakeFilled();
   oci::Result<void> Flush();
+  // DELETE on the session, without waiting for the sender.
+  void Delete();
   oci::Result<void> SendPiece();
   oci::Result<void> Recover(const oci::Error& cause);
   oci::Result<void> Resync();
@@ -140,7 +149,9 @@ class UploadSession final : public oci::Writer {
   UploadTarget target_;
   std::string url_;
   UploadOptions options_;
-  std::string buffer_;          // stream bytes [buffer_start_, buffer_end())
+  std::string buffer_;          // kept (in flight) bytes [buffer_start_, buffer_end())
+  std::string filling_;         // the next chunk, stream bytes from buffer_end()
+  std::future<oci::Result<void>> in_flight_;  // Flush() of buffer_ on the sender
   uint64_t buffer_start_ = 0;   // stream offset of buffer_[0]
   uint64_t stream_pos_ = 0;     // bytes the producer has written
   uint64_t server_offset_ = 0;  // bytes the registry holds

@@ -5,7 +5,9 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include "oci/media_types.h"
 #include "registry/remote.h"
@@ -295,11 +297,24 @@ TEST(RegistryClientTest, ResumesAPersistedSessionInANewDestination) {
   auto ref = Reference::Parse(reg.host() + "/mc/resume").value();
   std::string layer = RandomBytes(4 * kChunk + 100, 7);
   UploadState saved;
+  std::mutex saved_mu;  // on_progress runs on the session's sender thread
   {
     auto dest = OpenRegistryDestination(ref, Options(reg)).value();
-    auto w = dest->BeginResumable({}, std::nullopt, [&](const UploadState& s) { saved = s; });
+    auto w = dest->BeginResumable({}, std::nullopt, [&](const UploadState& s) {
+      std::lock_guard lock(saved_mu);
+      saved = s;
+    });
     ASSERT_TRUE(w) << w.error().message;
     ASSERT_TRUE((*w)->Write(oci::AsBytes(std::string_view(layer).substr(0, 2 * kChunk + 10))));
+    // The second chunk is in flight while Write returns; wait for its 202.
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lock(saved_mu);
+        if (saved.offset == 2 * kChunk) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::lock_guard lock(saved_mu);
     EXPECT_EQ(saved.offset, 2 * kChunk);
     // "kill -9": the writer is leaked without Abort (no DELETE reaches the registry).
     [[maybe_unused]] auto* leaked = w->release();

@@ -291,7 +291,11 @@ TEST(UploadTest, GivesUpAfterMaxAttempts) {
   auto o = h.Options();
   o.max_attempts = 3;
   auto s = UploadSession::Start(target, o).value();
-  auto r = s->Write(oci::AsBytes(RandomBytes(kChunk)));
+  std::string blob = RandomBytes(kChunk);
+  // A full chunk goes up on the sender thread: its failure surfaces at the
+  // next Write or at Commit.
+  auto r = s->Write(oci::AsBytes(blob));
+  if (r) r = s->Commit(oci::Digest::Of(blob), blob.size());
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, oci::ErrorCode::kTransient);
   EXPECT_NE(r.error().message.find("giving up after 3 attempts"), std::string::npos)
