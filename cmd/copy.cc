@@ -122,12 +122,17 @@ oci::Result<void> RunCopy(const CopyFlags& f, Context& ctx) {
         {"reference", dest.canonical}, {"digest", digest}, {"mirroredAt", engine::NowRfc3339()}};
     MC_RETURN_IF_ERROR(store.Append("mirrors", std::move(entry)));
   }
-  std::fprintf(stderr,
+  if (result.already_present) {
+    std::fprintf(stderr, "%s already holds %s (%s): nothing copied\n", dest_text.c_str(),
+                 src_text.c_str(), digest.c_str());
+  } else {
+    std::fprintf(stderr,
                "copied %s to %s: %zu manifest(s), %zu blob(s) streamed (%llu bytes), "
                "%zu mounted, %zu already present\n",
                src_text.c_str(), dest_text.c_str(), result.manifests, result.blobs_copied,
                static_cast<unsigned long long>(result.bytes_copied), result.blobs_mounted,
                result.blobs_present);
+  }
   std::printf("%s\n", digest.c_str());
   return {};
 }

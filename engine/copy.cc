@@ -214,13 +214,31 @@ Result<CopyResult> Copier::Run(const std::string& tag_or_digest,
   if (opts_.platform && oci::media::IsIndex(top.media_type)) {
     MC_ASSIGN_OR_RETURN(top, SelectPlatform(top));
   }
-  MC_RETURN_IF_ERROR(CopyTree(top));
-  MC_RETURN_IF_ERROR(CheckCancelled());
-  if (auto r = dest_.PutManifest(top, tag); !r) {
-    return oci::Wrap(r.error(), DestSide() + ": storing manifest " + top.digest.Short());
+  // A mirror that already holds this manifest holds its whole tree (store.h):
+  // one HEAD instead of one per blob, and the tag is moved only if it must be
+  // (ggcr's remote.Write does the same).
+  bool whole_tree = false;
+  if (auto have = dest_.ManifestDigest(top.digest.String()); have && *have == top.digest) {
+    whole_tree = true;
+    registry::Log()->info("{} already holds {}; nothing to copy", dest_.Describe(),
+                          top.digest.Short());
+  } else {
+    MC_RETURN_IF_ERROR(CopyTree(top));
   }
-  ++manifests_;
+  MC_RETURN_IF_ERROR(CheckCancelled());
+  bool tagged = false;
+  if (whole_tree) {
+    auto at_tag = dest_.ManifestDigest(tag ? *tag : top.digest.String());
+    tagged = at_tag && *at_tag == top.digest;
+  }
+  if (!tagged) {
+    if (auto r = dest_.PutManifest(top, tag); !r) {
+      return oci::Wrap(r.error(), DestSide() + ": storing manifest " + top.digest.Short());
+    }
+    ++manifests_;
+  }
   CopyResult out;
+  out.already_present = whole_tree;
   out.manifest = std::move(top);
   out.blobs_present = present_;
   out.blobs_mounted = mounted_;
@@ -311,6 +329,7 @@ Result<Outcome> Copier::Transfer(const Descriptor& d) {
   if (*have) return Outcome::kPresent;
   oci::BlobHint hint{d.digest, d.size, d.media_type, opts_.mount_from};
   for (int attempt = 0;; ++attempt) {
+    hint.checked_absent = attempt == 0;
     auto w = dest_.Begin(hint);
     if (!w) return oci::Wrap(w.error(), DestSide() + ": starting blob " + d.digest.Short());
     if ((*w)->done()) {

@@ -54,6 +54,7 @@ struct CopyResult {
   size_t blobs_copied = 0;    // streamed
   uint64_t bytes_copied = 0;  // bytes streamed
   size_t manifests = 0;       // manifests stored (children + top)
+  bool already_present = false;  // the destination held the whole image
 };
 
 // Copies `tag_or_digest` of `src` to `dest`, tagging the top manifest with

@@ -27,6 +27,9 @@ struct BlobHint {
   std::string media_type;
   // Registry sinks: repository on the same host to try a cross-repository mount from.
   std::optional<std::string> mount_from;
+  // The caller has just asked Exists(digest) and got false: the sink skips its
+  // own existence check (one HEAD less per copied blob).
+  bool checked_absent = false;
 };
 
 // One blob being written. One thread at a time. Destroying an uncommitted
@@ -64,6 +67,15 @@ class ImageDestination : public BlobSink {
   // keep it as a blob only, so index.json lists just the top-level image.
   virtual Result<void> PutChildManifest(const RawManifest& manifest) {
     return PutManifest(manifest, std::nullopt);
+  }
+  // The digest of the manifest `tag_or_digest` names here; nullopt when it
+  // names nothing or the destination cannot tell cheaply (the default). A
+  // destination stores a manifest only once everything it references is
+  // present (registries check; copies and builds go bottom-up), so a manifest
+  // present by digest means its whole tree is.
+  virtual Result<std::optional<Digest>> ManifestDigest(const std::string& tag_or_digest) {
+    (void)tag_or_digest;
+    return std::optional<Digest>{};
   }
   // "oci:/path:tag" or "docker://host/repo:tag", for messages.
   virtual std::string Describe() const = 0;

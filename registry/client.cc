@@ -171,10 +171,15 @@ oci::Result<std::optional<int64_t>> RegistryClient::HeadBlob(const oci::Digest& 
   return ContentLength(resp).value_or(-1);
 }
 
-oci::Result<BlobStream> RegistryClient::GetBlob(const oci::Digest& digest, uint64_t offset) {
+oci::Result<BlobStream> RegistryClient::GetBlob(const oci::Digest& digest, uint64_t offset,
+                                                uint64_t length) {
   HttpRequest req;
   req.url = Url("blobs/" + digest.String());
-  if (offset > 0) req.headers = {{"Range", "bytes=" + std::to_string(offset) + "-"}};
+  if (offset > 0 || length > 0) {
+    std::string range = "bytes=" + std::to_string(offset) + "-";
+    if (length > 0) range += std::to_string(offset + length - 1);
+    req.headers = {{"Range", range}};
+  }
   req.idempotent = true;
   std::string what = "GET blob " + digest.Short() + " from " + Describe();
   MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));

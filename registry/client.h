@@ -71,7 +71,10 @@ class RegistryClient {
   // followed by the Transport without credentials. A 200 to a ranged request
   // means the whole blob (offset 0 in the result). Not verified: wrap the
   // body in oci::VerifyingReader.
-  oci::Result<BlobStream> GetBlob(const oci::Digest& digest, uint64_t offset = 0);
+  // `length` > 0 bounds the Range (bytes=offset-(offset+length-1)), so the
+  // server stops there and the connection stays reusable.
+  oci::Result<BlobStream> GetBlob(const oci::Digest& digest, uint64_t offset = 0,
+                                  uint64_t length = 0);
 
   // POST ?mount=&from= (protocols.md 1.4): 201 → mounted; 202 → a session.
   oci::Result<MountResult> Mount(const oci::Digest& digest, const std::string& from_repository,

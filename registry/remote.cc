@@ -159,8 +159,10 @@ RegistryClient& RegistryDestination::MountClient(const std::string& from) {
 oci::Result<std::unique_ptr<oci::BlobWriter>> RegistryDestination::BeginWith(
     const oci::BlobHint& hint, UploadOptions options) {
   if (hint.digest) {
-    MC_ASSIGN_OR_RETURN(auto present, client_.HeadBlob(*hint.digest));
-    if (present) return std::make_unique<RegistryBlobWriter>(hint.digest);
+    if (!hint.checked_absent) {
+      MC_ASSIGN_OR_RETURN(auto present, client_.HeadBlob(*hint.digest));
+      if (present) return std::make_unique<RegistryBlobWriter>(hint.digest);
+    }
     if (hint.mount_from && *hint.mount_from != ref_.repository()) {
       auto m = MountClient(*hint.mount_from).Mount(*hint.digest, *hint.mount_from, options);
       if (m && m->mounted) return std::make_unique<RegistryBlobWriter>(hint.digest);
@@ -193,6 +195,13 @@ oci::Result<std::unique_ptr<oci::BlobWriter>> RegistryDestination::BeginResumabl
     Log()->info("{}: the registry forgot the upload session; starting the blob again", Describe());
   }
   return BeginWith(hint, std::move(options));
+}
+
+oci::Result<std::optional<oci::Digest>> RegistryDestination::ManifestDigest(
+    const std::string& tag_or_digest) {
+  MC_ASSIGN_OR_RETURN(auto d, client_.HeadManifest(tag_or_digest));
+  if (!d || d->digest.empty()) return std::optional<oci::Digest>{};
+  return std::optional<oci::Digest>{d->digest};
 }
 
 oci::Result<void> RegistryDestination::PutManifest(const oci::RawManifest& manifest,
@@ -241,7 +250,7 @@ class LimitReader final : public oci::Reader {
 oci::Result<std::unique_ptr<oci::Reader>> RegistrySource::OpenBlobRange(const oci::Descriptor& desc,
                                                                         uint64_t offset,
                                                                         uint64_t length) {
-  MC_ASSIGN_OR_RETURN(auto blob, client_.GetBlob(desc.digest, offset));
+  MC_ASSIGN_OR_RETURN(auto blob, client_.GetBlob(desc.digest, offset, length));
   if (blob.offset != offset) {
     return oci::Fail(oci::ErrorCode::kRangeNotSatisfiable,
                      Describe() + " ignored a Range request for blob " + desc.digest.Short());

@@ -68,6 +68,8 @@ class RegistryDestination final : public oci::ImageDestination {
       const oci::BlobHint& hint, const std::optional<UploadState>& resume,
       std::function<void(const UploadState&)> on_progress);
   // PUT by tag, or by digest when no tag is given.
+  // HEAD on the manifest.
+  oci::Result<std::optional<oci::Digest>> ManifestDigest(const std::string& tag_or_digest) override;
   oci::Result<void> PutManifest(const oci::RawManifest& manifest,
                                 const std::optional<std::string>& tag) override;
   std::string Describe() const override { return "docker://" + ref_.String(); }

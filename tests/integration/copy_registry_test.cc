@@ -115,10 +115,24 @@ TEST_F(CopyRegistryTest, MirrorKeepsDigestsAndFilesAndRerunUploadsNothing) {
 
   int before = Uploads(dst_);
   int src_gets = src_.CountRequests("GET", "/blobs/");
+  int manifest_puts = dst_.CountRequests("PUT", "/manifests/");
+  int blob_heads = dst_.CountRequests("HEAD", "/blobs/");
   auto again = Engine("copy " + Src() + " " + Dst());
   ASSERT_EQ(again.rc, 0) << again.out;
   EXPECT_EQ(Uploads(dst_), before) << dst_.Log();
   EXPECT_EQ(src_.CountRequests("GET", "/blobs/"), src_gets);
+  // The mirror holds the index and the tag points at it: one HEAD decides,
+  // no blob is asked about and no manifest is stored again.
+  EXPECT_EQ(dst_.CountRequests("HEAD", "/blobs/"), blob_heads) << dst_.Log();
+  EXPECT_EQ(dst_.CountRequests("PUT", "/manifests/"), manifest_puts) << dst_.Log();
+  EXPECT_NE(again.out.find("nothing copied"), std::string::npos) << again.out;
+
+  // A new tag for the same image: still no blob traffic, one manifest PUT.
+  auto retag = Engine("copy " + Src() + " " + Dst("mirror/model:v2"));
+  ASSERT_EQ(retag.rc, 0) << retag.out;
+  EXPECT_EQ(Uploads(dst_), before) << dst_.Log();
+  EXPECT_EQ(dst_.CountRequests("PUT", "/manifests/v2"), 1) << dst_.Log();
+  EXPECT_EQ(RemoteDigest(Dst("mirror/model:v2")), image_.index_digest);
 }
 
 TEST_F(CopyRegistryTest, MetadataNamesTheSourceWhenSrcIsOmitted) {
