@@ -49,7 +49,9 @@ struct UploadState {
 
 struct UploadOptions {
   // Bytes buffered (and PATCHed) per chunk; blobs smaller go up in one PUT.
-  size_t chunk_size = 64 << 20;
+  // Two chunks are in memory per upload (one in flight, one filling); 32 MiB
+  // measured as fast as 64 MiB against distribution and Quay accepts it.
+  size_t chunk_size = 32 << 20;
   // 413 halves the PATCH size down to this, then gives up (size refusal).
   size_t min_chunk_size = 256 << 10;
   // Consecutive failed attempts (without progress) before giving up.
