@@ -11,7 +11,9 @@
 #   loopback no-op  the same copy again, everything present
 #   same registry   A/org/src → A/copyN (mount for mc-engine; skopeo streams)
 #   WAN cold        A' in a network namespace behind a veth pair with netem
-#                   delay 20 ms each way → B (only 10.203.0.0/30 addresses)
+#                   delay 20 ms each way → B (only 10.203.0.0/30 addresses);
+#                   without sch_netem, A behind benchmarks/latency_proxy
+#                   (20 ms each way, WAN_WINDOW bytes in flight per connection)
 #
 # The image: one gzip layer of SIZE_MIB random bytes made with `pigz -0`
 # (stored deflate blocks: ready in seconds) plus a small config, written as an
@@ -159,11 +161,10 @@ print_report() {
 }
 print_report
 
-if [[ $WAN == 1 ]] && ! { tc qdisc add dev lo root netem delay 0ms 2>/dev/null && tc qdisc del dev lo root; }; then
-  echo "WAN case skipped: this kernel has no netem qdisc (sch_netem)" >&2
-  WAN=0
-fi
-if [[ $WAN == 1 ]]; then
+netem=1
+tc qdisc add dev lo root netem delay 0ms 2>/dev/null && tc qdisc del dev lo root || netem=0
+proxy=$(dirname "$mc")/../benchmarks/latency_proxy
+if [[ $WAN == 1 && $netem == 1 ]]; then
   echo "== WAN: source registry in netns $NS, netem 20 ms each way" >&2
   ip netns add "$NS"
   ip link add mcb-h type veth peer name mcb-n
@@ -178,6 +179,22 @@ if [[ $WAN == 1 ]]; then
   stop_registry A
   start_registry A "10.203.0.2:5000" "$NS"  # same storage: the image is already there
   WSRC=docker://10.203.0.2:5000/org/src:v1
+elif [[ $WAN == 1 && -x $proxy ]]; then
+  # No sch_netem in this kernel: the same shape from a userspace proxy
+  # (benchmarks/latency_proxy.cc): 20 ms each way, and a per-connection
+  # window (WAN_WINDOW, default 4M) so one stream moves at most
+  # window / 40 ms, as one TCP stream over that round trip does.
+  echo "== WAN: no netem qdisc here; latency_proxy, 20 ms each way, window ${WAN_WINDOW:-4M} per connection" >&2
+  PP=$(free_port)
+  "$proxy" "$PP" "127.0.0.1:$PA" --delay-ms 20 --window "${WAN_WINDOW:-4M}" >"$WORK/proxy.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do grep -q ready "$WORK/proxy.log" && break; sleep 0.1; done
+  WSRC=docker://127.0.0.1:$PP/org/src:v1
+else
+  [[ $WAN == 1 ]] && echo "WAN case skipped: no netem qdisc and no latency_proxy binary" >&2
+  WAN=0
+fi
+if [[ $WAN == 1 ]]; then
   for i in $(seq "$RUNS"); do
     reset_b
     measure mc-wan-cold "$mc" copy --src-tls-verify=false "$WSRC" "docker://127.0.0.1:$PB/mirror/m:v1"

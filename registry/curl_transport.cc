@@ -196,6 +196,10 @@ oci::Result<void> CurlTransport::Configure(Transfer& t, const HttpRequest& r,
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  // Bigger than the 16 KiB / 64 KiB defaults: fewer callbacks, locks and
+  // wake-ups per GiB (measured on loopback downloads and pushes).
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L << 10);
+  curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
   curl_easy_setopt(e, CURLOPT_USERAGENT, options_.user_agent.c_str());
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, internal::OnHeader);
