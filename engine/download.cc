@@ -203,6 +203,10 @@ oci::Result<void> Run::FetchSegment(FileJob& job, size_t seg) {
         job.loc, begin, len,
         [&](uint64_t off, std::span<const std::byte> data) { return OnChunk(job, seg, off, data); },
         &stop_));
+    // Start writing this segment back now, so the fsync before the rename
+    // waits for the last segment only, not for the whole file.
+    (void)::sync_file_range(job.fd, static_cast<off_t>(job.SegStart(seg)),
+                            static_cast<off_t>(job.SegLen(seg)), SYNC_FILE_RANGE_WRITE);
   }
   std::optional<PartState> snapshot;
   {

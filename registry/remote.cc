@@ -69,10 +69,25 @@ struct Stack {
   std::string base_url;
 };
 
-// Picks the scheme (see remote.h) with one unauthenticated GET /v2/.
+// Picks the scheme (see remote.h) with unauthenticated GETs of /v2/.
 oci::Result<std::string> ChooseScheme(const Reference& ref, const RemoteOptions& o,
                                       Transport& base) {
   if (!o.scheme.empty()) return BaseUrl(o.scheme, ref);
+  // Only a registry answer counts: a TLS server answers plain http with 400
+  // ("Client sent an HTTP request to an HTTPS server").
+  auto plain_answers = [&]() {
+    HttpRequest plain;
+    plain.url = BaseUrl("http", ref) + "/v2/";
+    plain.no_retry = true;
+    auto p = base.Send(plain);
+    bool ok = p && (p->status == 200 || p->status == 401 ||
+                    p->Header("docker-distribution-api-version"));
+    if (p) (void)p->ReadBody(64 << 10);
+    if (ok) Log()->debug("{} answers plain http", ref.registry());
+    return ok;
+  };
+  bool loopback = IsLoopbackHost(ref.Hostname());
+  if (loopback && plain_answers()) return BaseUrl("http", ref);
   std::string https = BaseUrl("https", ref);
   HttpRequest probe;
   probe.url = https + "/v2/";
@@ -82,21 +97,9 @@ oci::Result<std::string> ChooseScheme(const Reference& ref, const RemoteOptions&
     (void)r->ReadBody(64 << 10);
     return https;
   }
-  bool may_fall_back = IsLoopbackHost(ref.Hostname()) || !o.transport.tls.verify;
-  if (!may_fall_back) return std::unexpected(r.error());
-  HttpRequest plain;
-  plain.url = BaseUrl("http", ref) + "/v2/";
-  plain.no_retry = true;
-  auto p = base.Send(plain);
-  // Only a registry answer counts: a TLS server answers plain http with 400
-  // ("Client sent an HTTP request to an HTTPS server"), and then the https
-  // failure (say, an unknown CA) is the telling error.
-  bool registry_answer =
-      p && (p->status == 200 || p->status == 401 || p->Header("docker-distribution-api-version"));
-  if (!registry_answer) return std::unexpected(r.error());
-  (void)p->ReadBody(64 << 10);
-  Log()->debug("{} answers plain http", ref.registry());
-  return BaseUrl("http", ref);
+  // The https failure (say, an unknown CA) is the telling error.
+  if (!loopback && !o.transport.tls.verify && plain_answers()) return BaseUrl("http", ref);
+  return std::unexpected(r.error());
 }
 
 oci::Result<Stack> BuildStack(const Reference& ref, const RemoteOptions& o) {

@@ -9,8 +9,12 @@
 // cross-repository mount (a second client, made on first use).
 //
 // Scheme: https, unless the first request over https fails at the transport
-// level and the host is loopback or TLS verification is off, in which case
-// plain http is tried (like containers/image for insecure registries).
+// level and TLS verification is off, in which case plain http is tried (like
+// containers/image for insecure registries). A loopback host is asked over
+// plain http first: nothing can intercept loopback, one port speaks one
+// protocol, and it spares loading the CA store (~30 ms of OpenSSL 3 per
+// transport) when a local registry speaks http; a TLS one answers plain
+// http with 400 and is then asked over https.
 // Opening pings /v2/, so bad credentials fail here: kUnauthorized naming
 // the registry and where the credentials came from.
 //
