@@ -44,7 +44,11 @@ ProgressRenderer::ProgressRenderer(const engine::Progress& progress, std::string
 ProgressRenderer::~ProgressRenderer() { Stop(); }
 
 void ProgressRenderer::Stop() {
-  if (stop_.exchange(true)) return;
+  {
+    std::lock_guard lock(mu_);
+    if (stop_.exchange(true)) return;
+  }
+  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (enabled_ && bar_) std::fputc('\n', stderr);
 }
@@ -52,8 +56,10 @@ void ProgressRenderer::Stop() {
 void ProgressRenderer::Loop() {
   const double interval = bar_ ? 0.2 : 5.0;
   double next = Now() + interval;
+  std::unique_lock lock(mu_);
   while (!stop_.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_.load(); });
+    if (stop_.load()) break;
     if (Now() >= next) {
       Render(false);
       next = Now() + interval;

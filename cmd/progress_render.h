@@ -3,6 +3,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -26,6 +28,8 @@ class ProgressRenderer {
   bool json_ = false;
   bool enabled_ = true;
   std::atomic<bool> stop_{false};
+  std::mutex mu_;               // with cv_: Stop() wakes the loop at once
+  std::condition_variable cv_;  // (a short command must not wait for a tick)
   std::thread thread_;
   double start_ = 0;
 };
