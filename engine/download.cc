@@ -16,6 +16,14 @@
 //
 // The same cursor makes resume cheap and safe: on a re-run the part file's
 // completed bytes are rehashed from disk before new bytes are added.
+//
+// Durability without an fsync per file (which made a download wait for the
+// disk, ~17% of the wall time on loopback): a verified file is renamed into
+// place straight from the page cache, and the manifest records the kernel
+// boot it was verified in. Page cache survives any process crash; only a
+// kernel crash or reboot can lose it, and then the boot id differs, so every
+// file of the manifest is re-hashed (not re-downloaded) before it is trusted.
+// Where the boot id cannot be read, each file is fsynced as before.
 #include "engine/download.h"
 
 #include <fcntl.h>
@@ -88,6 +96,8 @@ class Run {
         progress_(std::move(progress)) {}
 
   oci::Result<void> Execute(std::vector<std::unique_ptr<FileJob>>& jobs);
+  // fsync each file before its rename (when the boot id is unavailable).
+  void set_fsync_files(bool on) { fsync_files_ = on; }
   uint64_t transferred() const { return transferred_.load(); }
 
  private:
@@ -110,6 +120,7 @@ class Run {
   std::atomic<uint64_t> transferred_{0};
   std::mutex mu_;  // guards error_ and manifest_
   std::optional<oci::Error> error_;
+  bool fsync_files_ = true;
 };
 
 void Run::Record(oci::Error error) {
@@ -205,7 +216,8 @@ oci::Result<void> Run::FetchSegment(FileJob& job, size_t seg) {
         &stop_));
     // Start writing this segment back now, so the fsync before the rename
     // waits for the last segment only, not for the whole file.
-    (void)::sync_file_range(job.fd, static_cast<off_t>(job.SegStart(seg)),
+    if (fsync_files_)
+      (void)::sync_file_range(job.fd, static_cast<off_t>(job.SegStart(seg)),
                             static_cast<off_t>(job.SegLen(seg)), SYNC_FILE_RANGE_WRITE);
   }
   std::optional<PartState> snapshot;
@@ -222,7 +234,7 @@ oci::Result<void> Run::FetchSegment(FileJob& job, size_t seg) {
 oci::Result<void> Run::Finalize(FileJob& job) {
   std::string what = job.loc.repo_id + "/" + job.file.path;
   std::string got = job.hasher->HexDigest();
-  if (::fsync(job.fd) != 0) {
+  if (fsync_files_ && ::fsync(job.fd) != 0) {
     return Fail(ErrorCode::kIo,
                 "syncing " + job.part_path.string() + ": " + oci::ErrnoMessage(errno));
   }
@@ -371,6 +383,12 @@ oci::Result<DownloadResult> Download(std::shared_ptr<registry::Transport> transp
     return Fail(ErrorCode::kIo, "cannot create " + state_dir.string() + ": " + ec.message());
   }
   Manifest manifest = LoadManifest(state_dir / "manifest.json");
+  const std::string boot_id = CurrentBootId();
+  if (manifest.boot_id != boot_id) {
+    // Verified in another boot without fsync: re-hash whatever is on disk.
+    manifest.files.clear();
+    manifest.boot_id = boot_id;
+  }
   manifest.source = result.source;
   manifest.commit = commit;
 
@@ -393,6 +411,7 @@ oci::Result<DownloadResult> Download(std::shared_ptr<registry::Transport> transp
       ++result.files_skipped;
       continue;
     }
+    manifest.files.erase(f.path);
     if (f.size == 0) {
       MC_RETURN_IF_ERROR(CreateEmptyFile(final_path, f));
       manifest.files[f.path] = VerifiedFile{0, FileOid(f)};
@@ -419,6 +438,7 @@ oci::Result<DownloadResult> Download(std::shared_ptr<registry::Transport> transp
   std::shared_ptr<ProgressTask> task;
   if (progress) task = progress->Start("download", ref.repo_id, to_fetch);
   Run run(client, options, state_dir, manifest, task);
+  run.set_fsync_files(boot_id.empty());
   auto status = run.Execute(jobs);
   result.bytes_transferred = run.transferred();
   if (task) task->Finish();

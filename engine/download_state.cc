@@ -126,6 +126,14 @@ std::string StateKey(const std::string& repo_path) {
   return oci::Digest::Of(repo_path).hex().substr(0, 32);
 }
 
+std::string CurrentBootId() {
+  auto text = oci::ReadFileToString("/proc/sys/kernel/random/boot_id");
+  if (!text) return "";
+  std::string id = *text;
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
+
 Manifest LoadManifest(const std::filesystem::path& path) {
   Manifest m;
   auto text = oci::ReadFileToString(path);
@@ -135,6 +143,7 @@ Manifest LoadManifest(const std::filesystem::path& path) {
   try {
     m.source = j.value("source", "");
     m.commit = j.value("commit", "");
+    m.boot_id = j.value("bootId", "");
     if (auto files = j.find("files"); files != j.end() && files->is_object()) {
       for (const auto& [name, f] : files->items()) {
         m.files[name] = VerifiedFile{f.at("size").get<uint64_t>(), f.at("oid").get<std::string>()};
@@ -149,7 +158,8 @@ Manifest LoadManifest(const std::filesystem::path& path) {
 oci::Result<void> SaveManifest(const std::filesystem::path& path, const Manifest& m) {
   nlohmann::json files = nlohmann::json::object();
   for (const auto& [name, f] : m.files) files[name] = {{"size", f.size}, {"oid", f.oid}};
-  nlohmann::json j = {{"version", 1}, {"source", m.source}, {"commit", m.commit}, {"files", files}};
+  nlohmann::json j = {{"version", 1},      {"source", m.source}, {"commit", m.commit},
+                      {"bootId", m.boot_id}, {"files", files}};
   return oci::WriteFileAtomic(path, j.dump(1) + "\n");
 }
 

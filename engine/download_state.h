@@ -1,6 +1,6 @@
 // Resume state of `download` (internal to engine/download*.cc).
 //
-// manifest.json: {"version":1,"source":…,"commit":…,"files":{path:{"size","oid"}}}
+// manifest.json: {"version":1,"source":…,"commit":…,"bootId":…,"files":{path:{"size","oid"}}}
 // <key>.json:    {"path","size","oid","segmentSize","done":[bytes per segment]}
 // Both are written atomically (temp + fsync + rename). One thread at a time.
 #pragma once
@@ -25,6 +25,11 @@ struct VerifiedFile {
 struct Manifest {
   std::string source;
   std::string commit;
+  // The kernel boot the entries were verified in. Verified files are renamed
+  // into place without fsync: only a kernel crash or reboot can lose page
+  // cache, so entries from another boot are re-hashed before they are
+  // trusted (see download.cc).
+  std::string boot_id;
   std::map<std::string, VerifiedFile> files;
 };
 
@@ -43,6 +48,9 @@ struct PartState {
 // nullopt when missing, unreadable, or for another file version.
 std::optional<PartState> LoadPartState(const std::filesystem::path& path, const HfFile& file);
 oci::Result<void> SavePartState(const std::filesystem::path& path, const PartState& s);
+
+// /proc/sys/kernel/random/boot_id, "" when unavailable.
+std::string CurrentBootId();
 
 // The oid a file is verified against: its LFS sha256, else its git blob sha1.
 std::string FileOid(const HfFile& file);

@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/support/hub_fixture.h"
 
 namespace mc::testing {
@@ -104,6 +106,41 @@ TEST_F(HfDownloadTest, RerunTransfersNothing) {
   EXPECT_EQ(second["requests"]["cdn"], first["requests"]["cdn"]);
   EXPECT_EQ(second["requests"]["resolve"], first["requests"]["resolve"]);
   EXPECT_EQ(second["bytes"], first["bytes"]);
+  ExpectSameTree(model_.path(), out_.path());
+}
+
+// Verified files are not fsynced; a manifest from another kernel boot (a
+// crash could have lost page cache) is not trusted: files are re-hashed, and
+// one that lost its bytes is fetched again.
+TEST_F(HfDownloadTest, ManifestFromAnotherBootIsRehashedNotTrusted) {
+  HubServer hub(model_.path());
+  std::string output;
+  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()), &output), 0) << output;
+  fs::path manifest = out_ / ".mc-download" / "manifest.json";
+  auto doc = nlohmann::json::parse(ReadFile(manifest));
+  ASSERT_FALSE(doc.value("bootId", "").empty()) << doc.dump();
+  const std::string shard = "model-00001-of-00002.safetensors";
+  auto size = fs::file_size(out_ / shard);
+
+  // Same boot: the manifest is trusted, nothing is fetched or re-hashed.
+  auto first = hub.Stats();
+  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()), &output), 0) << output;
+  EXPECT_EQ(hub.Stats()["bytes"]["cdn"], first["bytes"]["cdn"]);
+
+  // Another boot: the intact files are re-hashed (no bytes fetched)...
+  doc["bootId"] = "00000000-0000-0000-0000-000000000000";
+  WriteFile(manifest, doc.dump());
+  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()), &output), 0) << output;
+  EXPECT_EQ(hub.Stats()["bytes"]["cdn"], first["bytes"]["cdn"]);
+  // ...and a file zeroed by a lost page cache (same size) is fetched again.
+  doc = nlohmann::json::parse(ReadFile(manifest));
+  EXPECT_NE(doc["bootId"], "00000000-0000-0000-0000-000000000000");
+  doc["bootId"] = "00000000-0000-0000-0000-000000000000";
+  WriteFile(manifest, doc.dump());
+  WriteFile(out_ / shard, std::string(size, '\0'));
+  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()), &output), 0) << output;
+  EXPECT_EQ(hub.Stats()["bytes"]["cdn"].get<uint64_t>(),
+            first["bytes"]["cdn"].get<uint64_t>() + size);
   ExpectSameTree(model_.path(), out_.path());
 }
 
