@@ -211,7 +211,8 @@ void SetupBuild(CLI::App& app, Context& ctx) {
                   "hf:// sources: skip files matching GLOB (repeatable)");
   cmd->add_option("--token-file", flags->token_file,
                   "hf:// sources: file holding the Hub token (default $HF_TOKEN)");
-  cmd->add_option("--chunk-size", flags->chunk_size, "registry upload chunk size (default 32M; two chunks in memory per blob)");
+  cmd->add_option("--chunk-size", flags->chunk_size,
+                  "registry upload chunk size (default 32M; two chunks in memory per blob)");
   AddRegistryFlags(cmd, flags->registry);
   cmd->callback([flags, &ctx] { ctx.run = [flags, &ctx] { return RunBuild(*flags, ctx); }; });
 }

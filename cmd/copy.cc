@@ -127,11 +127,11 @@ oci::Result<void> RunCopy(const CopyFlags& f, Context& ctx) {
                  src_text.c_str(), digest.c_str());
   } else {
     std::fprintf(stderr,
-               "copied %s to %s: %zu manifest(s), %zu blob(s) streamed (%llu bytes), "
-               "%zu mounted, %zu already present\n",
-               src_text.c_str(), dest_text.c_str(), result.manifests, result.blobs_copied,
-               static_cast<unsigned long long>(result.bytes_copied), result.blobs_mounted,
-               result.blobs_present);
+                 "copied %s to %s: %zu manifest(s), %zu blob(s) streamed (%llu bytes), "
+                 "%zu mounted, %zu already present\n",
+                 src_text.c_str(), dest_text.c_str(), result.manifests, result.blobs_copied,
+                 static_cast<unsigned long long>(result.bytes_copied), result.blobs_mounted,
+                 result.blobs_present);
   }
   std::printf("%s\n", digest.c_str());
   return {};

@@ -12,8 +12,7 @@ namespace mc::cmd {
 namespace {
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -33,10 +32,14 @@ std::string HumanBytes(double bytes) {
 ProgressRenderer::ProgressRenderer(const engine::Progress& progress, std::string mode, bool json)
     : progress_(progress), json_(json), start_(Now()) {
   bool tty = ::isatty(STDERR_FILENO) != 0;
-  if (mode == "none") enabled_ = false;
-  else if (mode == "bar") bar_ = true;
-  else if (mode == "lines") bar_ = false;
-  else bar_ = tty;
+  if (mode == "none")
+    enabled_ = false;
+  else if (mode == "bar")
+    bar_ = true;
+  else if (mode == "lines")
+    bar_ = false;
+  else
+    bar_ = tty;
   if (json_) bar_ = false;
   if (enabled_) thread_ = std::thread([this] { Loop(); });
 }
@@ -93,10 +96,13 @@ void ProgressRenderer::Render(bool /*final_line*/) {
     if (!line.empty()) line += " | ";
     line += stage + " " + HumanBytes(static_cast<double>(a.done));
     if (a.total > 0) {
-      int pct = static_cast<int>(100.0 * static_cast<double>(a.done) / static_cast<double>(a.total));
+      int pct =
+          static_cast<int>(100.0 * static_cast<double>(a.done) / static_cast<double>(a.total));
       line += "/" + HumanBytes(static_cast<double>(a.total)) + " (" + std::to_string(pct) + "%)";
       if (rate > 0 && a.done < a.total) {
-        line += " ETA " + std::to_string(static_cast<int>(static_cast<double>(a.total - a.done) / rate)) + "s";
+        line += " ETA " +
+                std::to_string(static_cast<int>(static_cast<double>(a.total - a.done) / rate)) +
+                "s";
       }
     }
     line += " " + HumanBytes(rate) + "/s";

@@ -48,12 +48,12 @@ struct CopyOptions {
 };
 
 struct CopyResult {
-  oci::RawManifest manifest;  // the top manifest as stored at the destination
-  size_t blobs_present = 0;   // already at the destination
-  size_t blobs_mounted = 0;   // made present without a byte sent (mount)
-  size_t blobs_copied = 0;    // streamed
-  uint64_t bytes_copied = 0;  // bytes streamed
-  size_t manifests = 0;       // manifests stored (children + top)
+  oci::RawManifest manifest;     // the top manifest as stored at the destination
+  size_t blobs_present = 0;      // already at the destination
+  size_t blobs_mounted = 0;      // made present without a byte sent (mount)
+  size_t blobs_copied = 0;       // streamed
+  uint64_t bytes_copied = 0;     // bytes streamed
+  size_t manifests = 0;          // manifests stored (children + top)
   bool already_present = false;  // the destination held the whole image
 };
 

@@ -218,7 +218,7 @@ oci::Result<void> Run::FetchSegment(FileJob& job, size_t seg) {
     // waits for the last segment only, not for the whole file.
     if (fsync_files_)
       (void)::sync_file_range(job.fd, static_cast<off_t>(job.SegStart(seg)),
-                            static_cast<off_t>(job.SegLen(seg)), SYNC_FILE_RANGE_WRITE);
+                              static_cast<off_t>(job.SegLen(seg)), SYNC_FILE_RANGE_WRITE);
   }
   std::optional<PartState> snapshot;
   {

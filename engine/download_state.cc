@@ -158,8 +158,11 @@ Manifest LoadManifest(const std::filesystem::path& path) {
 oci::Result<void> SaveManifest(const std::filesystem::path& path, const Manifest& m) {
   nlohmann::json files = nlohmann::json::object();
   for (const auto& [name, f] : m.files) files[name] = {{"size", f.size}, {"oid", f.oid}};
-  nlohmann::json j = {{"version", 1},      {"source", m.source}, {"commit", m.commit},
-                      {"bootId", m.boot_id}, {"files", files}};
+  nlohmann::json j = {{"version", 1},
+                      {"source", m.source},
+                      {"commit", m.commit},
+                      {"bootId", m.boot_id},
+                      {"files", files}};
   return oci::WriteFileAtomic(path, j.dump(1) + "\n");
 }
 

@@ -80,8 +80,8 @@ oci::Result<std::string> ChooseScheme(const Reference& ref, const RemoteOptions&
     plain.url = BaseUrl("http", ref) + "/v2/";
     plain.no_retry = true;
     auto p = base.Send(plain);
-    bool ok = p && (p->status == 200 || p->status == 401 ||
-                    p->Header("docker-distribution-api-version"));
+    bool ok =
+        p && (p->status == 200 || p->status == 401 || p->Header("docker-distribution-api-version"));
     if (p) (void)p->ReadBody(64 << 10);
     if (ok) Log()->debug("{} answers plain http", ref.registry());
     return ok;

@@ -3,12 +3,11 @@
 // The producer Write()s the blob stream; the session buffers one chunk in
 // memory and PATCHes it (`Content-Range: start-end`) from a sender thread
 // while the producer fills the next chunk (so producing and uploading
-// overlap: at most two chunks in memory), keeping it until the registry's 202, so a broken connection, a 416 or a 5xx is recovered by
-// asking the registry how much it holds (GET on the upload URL) and resending
-// from there, inside the kept chunk. A blob that ends before the first chunk
-// is full goes up as one monolithic `PUT ?digest=`. 413 halves the PATCH size.
-// Commit() sends the closing `PUT <url>?digest=` and checks the digest the
-// registry reports.
+// overlap: at most two chunks in memory), keeping it until the registry's 202, so a broken
+// connection, a 416 or a 5xx is recovered by asking the registry how much it holds (GET on the
+// upload URL) and resending from there, inside the kept chunk. A blob that ends before the first
+// chunk is full goes up as one monolithic `PUT ?digest=`. 413 halves the PATCH size. Commit() sends
+// the closing `PUT <url>?digest=` and checks the digest the registry reports.
 //
 // What cannot be recovered in-session (the registry forgot the session —
 // distribution 2.8 cancels it when a PATCH broke after some bytes landed,
@@ -151,12 +150,12 @@ class UploadSession final : public oci::Writer {
   UploadTarget target_;
   std::string url_;
   UploadOptions options_;
-  std::string buffer_;          // kept (in flight) bytes [buffer_start_, buffer_end())
-  std::string filling_;         // the next chunk, stream bytes from buffer_end()
+  std::string buffer_;   // kept (in flight) bytes [buffer_start_, buffer_end())
+  std::string filling_;  // the next chunk, stream bytes from buffer_end()
   std::future<oci::Result<void>> in_flight_;  // Flush() of buffer_ on the sender
-  uint64_t buffer_start_ = 0;   // stream offset of buffer_[0]
-  uint64_t stream_pos_ = 0;     // bytes the producer has written
-  uint64_t server_offset_ = 0;  // bytes the registry holds
+  uint64_t buffer_start_ = 0;                 // stream offset of buffer_[0]
+  uint64_t stream_pos_ = 0;                   // bytes the producer has written
+  uint64_t server_offset_ = 0;                // bytes the registry holds
   uint64_t resume_offset_ = 0;
   std::optional<uint64_t> fallback_;  // lower offset to try after a 416
   size_t patch_size_;

@@ -224,8 +224,7 @@ TEST(RegistryClientTest, CutInALaterChunkReportsALostSessionAndARetrySucceeds) {
     // distribution 2.8 cancels a session whose PATCH broke mid-body (when the
     // partial bytes reached its storage: timing decides), and we say so.
     EXPECT_EQ(d.error().code, oci::ErrorCode::kNotFound) << d.error().message;
-    EXPECT_NE(d.error().message.find("must be sent again"), std::string::npos)
-        << d.error().message;
+    EXPECT_NE(d.error().message.find("must be sent again"), std::string::npos) << d.error().message;
     d = PushBlob(**dest, layer);
   }
   ASSERT_TRUE(d) << d.error().message;
