@@ -9,10 +9,10 @@
 #include <cstdio>
 #include <ctime>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "cmd/cli.h"
 #include "cmd/progress_render.h"
@@ -32,7 +32,8 @@ class JsonSink final : public spdlog::sinks::base_sink<std::mutex> {
     nlohmann::json j = {{"time", ts},
                         {"level", spdlog::level::to_string_view(msg.level).data()},
                         {"msg", std::string(msg.payload.data(), msg.payload.size())}};
-    std::fprintf(stderr, "%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::fprintf(stderr, "%s\n",
+                 j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
   void flush_() override { std::fflush(stderr); }
 };

@@ -11,7 +11,7 @@
 namespace mc::oci {
 
 struct TarListEntry {
-  std::string name;         // as stored, without a leading "./" or "/"
+  std::string name;  // as stored, without a leading "./" or "/"
   bool is_dir = false;
   bool is_symlink = false;
   std::string link_target;  // symlinks and hard links

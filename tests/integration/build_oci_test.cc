@@ -33,7 +33,8 @@ void MakeModel(const fs::path& m) {
   WriteFile(m / "config.json", R"({"architectures":["LlamaForCausalLM"]})");
   WriteFile(m / "tokenizer.json", std::string(100000, 't'));
   std::string weights(3 << 20, '\0');
-  for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<char>((i * 2654435761u) >> 13);
+  for (size_t i = 0; i < weights.size(); ++i)
+    weights[i] = static_cast<char>((i * 2654435761u) >> 13);
   WriteFile(m / "model-00001-of-00002.safetensors", weights);
   WriteFile(m / "nested/deeper/model-00002-of-00002.safetensors", weights.substr(1000));
   WriteFile(m / "empty.txt", "");
@@ -68,12 +69,12 @@ std::string Sha256OfCommand(const std::string& cmd) {
   return "sha256:" + out.substr(0, 64);
 }
 
-std::string BuildImage(const fs::path& model, const std::string& dest, const std::string& extra = "",
-                       std::string* output = nullptr) {
+std::string BuildImage(const fs::path& model, const std::string& dest,
+                       const std::string& extra = "", std::string* output = nullptr) {
   std::string out;
   int rc = Sh(Engine() + " --progress none build " + Quote(model.string()) + " " + Quote(dest) +
-                   " " + extra,
-               &out, false);
+                  " " + extra,
+              &out, false);
   if (output) *output = out;
   EXPECT_EQ(rc, 0) << out;
   while (!out.empty() && out.back() == '\n') out.pop_back();
@@ -91,7 +92,8 @@ TEST_F(BuildOciTest, GzipLayerVerifiedByIndependentTools) {
   ASSERT_TRUE(digest.starts_with("sha256:")) << digest;
 
   std::string out;
-  ASSERT_EQ(Sh("skopeo inspect oci:" + Quote((tmp_ / "layout").string()) + ":v1", &out, false), 0) << out;
+  ASSERT_EQ(Sh("skopeo inspect oci:" + Quote((tmp_ / "layout").string()) + ":v1", &out, false), 0)
+      << out;
   json inspect = json::parse(out);
   EXPECT_EQ(inspect["Digest"], digest);
   EXPECT_EQ(inspect["Layers"].size(), 1u);
@@ -103,7 +105,8 @@ TEST_F(BuildOciTest, GzipLayerVerifiedByIndependentTools) {
   fs::path blob = img.dir / layer["digest"].get<std::string>().substr(7);
   EXPECT_EQ(Sh("gzip -t " + Quote(blob.string())), 0);
   EXPECT_EQ(Sh("pigz -t " + Quote(blob.string())), 0);
-  EXPECT_EQ(Sha256OfCommand("gzip -dc " + Quote(blob.string())), img.config["rootfs"]["diff_ids"][0]);
+  EXPECT_EQ(Sha256OfCommand("gzip -dc " + Quote(blob.string())),
+            img.config["rootfs"]["diff_ids"][0]);
   EXPECT_EQ(img.config["architecture"], "amd64");
   EXPECT_EQ(img.config["os"], "linux");
   EXPECT_EQ(img.config["history"].size(), 1u);
@@ -111,10 +114,11 @@ TEST_F(BuildOciTest, GzipLayerVerifiedByIndependentTools) {
 
   // GNU tar extracts exactly the model under models/.
   fs::create_directories(tmp_ / "x");
-  ASSERT_EQ(Sh("tar -xzf " + Quote(blob.string()) + " -C " + Quote((tmp_ / "x").string()), &out), 0) << out;
+  ASSERT_EQ(Sh("tar -xzf " + Quote(blob.string()) + " -C " + Quote((tmp_ / "x").string()), &out), 0)
+      << out;
   EXPECT_EQ(Sh("diff -r --no-dereference " + Quote((tmp_ / "model").string()) + " " +
-                    Quote((tmp_ / "x/models").string()),
-                &out),
+                   Quote((tmp_ / "x/models").string()),
+               &out),
             0)
       << out;
   EXPECT_TRUE(fs::is_symlink(tmp_ / "x/models/config-link.json"));
@@ -123,7 +127,9 @@ TEST_F(BuildOciTest, GzipLayerVerifiedByIndependentTools) {
   out.clear();
   ASSERT_EQ(Sh("tar --numeric-owner -tvzf " + Quote(blob.string()), &out, false), 0);
   EXPECT_NE(out.find("-rwxr-xr-x 0/0"), std::string::npos) << out;
-  EXPECT_NE(out.find("-rw-r--r-- 0/0              50 1970-01-01 00:00 models/private.bin\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("-rw-r--r-- 0/0              50 1970-01-01 00:00 models/private.bin\n"),
+            std::string::npos)
+      << out;
   EXPECT_EQ(out.find("rw-------"), std::string::npos) << out;
   EXPECT_TRUE(out.starts_with("drwxr-xr-x 0/0               0 1970-01-01 00:00 models/\n")) << out;
 }
@@ -131,17 +137,17 @@ TEST_F(BuildOciTest, GzipLayerVerifiedByIndependentTools) {
 TEST_F(BuildOciTest, DeterministicAcrossRunsAndJobs) {
   std::string a = BuildImage(tmp_ / "model", "oci:" + (tmp_ / "a").string() + ":t", "--jobs 1");
   std::string b = BuildImage(tmp_ / "model", "oci:" + (tmp_ / "b").string() + ":t", "--jobs 2");
-  std::string c = BuildImage(tmp_ / "model", "oci:" + (tmp_ / "c").string() + ":t", "--jobs 8 --no-cache");
+  std::string c =
+      BuildImage(tmp_ / "model", "oci:" + (tmp_ / "c").string() + ":t", "--jobs 8 --no-cache");
   EXPECT_EQ(a, b);
   EXPECT_EQ(b, c);
-  std::string d = BuildImage(tmp_ / "model", "oci:" + (tmp_ / "d").string() + ":t", "",
-                             nullptr);
+  std::string d = BuildImage(tmp_ / "model", "oci:" + (tmp_ / "d").string() + ":t", "", nullptr);
   EXPECT_EQ(a, d);
   // SOURCE_DATE_EPOCH changes the digest (mtimes and created).
   std::string out;
   ASSERT_EQ(Sh("SOURCE_DATE_EPOCH=1700000000 " + Engine() + " --progress none build " +
-                    Quote((tmp_ / "model").string()) + " oci:" + Quote((tmp_ / "e").string()),
-                &out, false),
+                   Quote((tmp_ / "model").string()) + " oci:" + Quote((tmp_ / "e").string()),
+               &out, false),
             0);
   EXPECT_NE(out.substr(0, 71), a);
 }
@@ -153,7 +159,8 @@ TEST_F(BuildOciTest, ZstdAndNoneLayers) {
   EXPECT_EQ(zl["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
   fs::path zb = z.dir / zl["digest"].get<std::string>().substr(7);
   EXPECT_EQ(Sh("zstd -q -t " + Quote(zb.string())), 0);
-  EXPECT_EQ(Sha256OfCommand("zstd -q -dc " + Quote(zb.string())), z.config["rootfs"]["diff_ids"][0]);
+  EXPECT_EQ(Sha256OfCommand("zstd -q -dc " + Quote(zb.string())),
+            z.config["rootfs"]["diff_ids"][0]);
 
   BuildImage(tmp_ / "model", "oci:" + (tmp_ / "n").string() + ":n", "--compression none");
   Image n = CopyOut("oci:" + (tmp_ / "n").string() + ":n", tmp_ / "nc");
@@ -161,7 +168,9 @@ TEST_F(BuildOciTest, ZstdAndNoneLayers) {
   EXPECT_EQ(nl["mediaType"], "application/vnd.oci.image.layer.v1.tar");
   EXPECT_EQ(nl["digest"], n.config["rootfs"]["diff_ids"][0]);
   std::string out;
-  EXPECT_EQ(Sh("tar -tf " + Quote((n.dir / nl["digest"].get<std::string>().substr(7)).string()), &out), 0) << out;
+  EXPECT_EQ(
+      Sh("tar -tf " + Quote((n.dir / nl["digest"].get<std::string>().substr(7)).string()), &out), 0)
+      << out;
 }
 
 TEST_F(BuildOciTest, SplitLayersAndBaseFromLayout) {
@@ -173,15 +182,20 @@ TEST_F(BuildOciTest, SplitLayersAndBaseFromLayout) {
   ASSERT_EQ(s.config["history"].size(), s.manifest["layers"].size());
   for (size_t i = 0; i < s.manifest["layers"].size(); ++i) {
     fs::path blob = s.dir / s.manifest["layers"][i]["digest"].get<std::string>().substr(7);
-    EXPECT_EQ(Sha256OfCommand("gzip -dc " + Quote(blob.string())), s.config["rootfs"]["diff_ids"][i]);
-    ASSERT_EQ(Sh("tar -xzf " + Quote(blob.string()) + " -C " + Quote(tmp_.path().string()) +
-                  "/sx 2>/dev/null || (mkdir -p " + Quote(tmp_.path().string()) + "/sx && tar -xzf " +
-                  Quote(blob.string()) + " -C " + Quote(tmp_.path().string()) + "/sx)"),
-              0);
+    EXPECT_EQ(Sha256OfCommand("gzip -dc " + Quote(blob.string())),
+              s.config["rootfs"]["diff_ids"][i]);
+    ASSERT_EQ(
+        Sh("tar -xzf " + Quote(blob.string()) + " -C " + Quote(tmp_.path().string()) +
+           "/sx 2>/dev/null || (mkdir -p " + Quote(tmp_.path().string()) + "/sx && tar -xzf " +
+           Quote(blob.string()) + " -C " + Quote(tmp_.path().string()) + "/sx)"),
+        0);
   }
   std::string out;
   EXPECT_EQ(Sh("diff -r --no-dereference " + Quote((tmp_ / "model").string()) + " " +
-                    Quote((tmp_ / "sx/models").string()), &out), 0) << out;
+                   Quote((tmp_ / "sx/models").string()),
+               &out),
+            0)
+      << out;
 
   // The split image as the base of another build: its layers are kept as they are.
   BuildImage(tmp_ / "model", "oci:" + (tmp_ / "on-base").string() + ":x",
@@ -202,24 +216,34 @@ TEST_F(BuildOciTest, BadInputGivesOneLineErrorsAndExitCodes) {
     return mc::testing::Run(cmd, o, merge);
   };
   std::string layout = "oci:" + (tmp_ / "bad").string() + ":t";
-  EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "missing").string()) + " " + layout, &out), 4) << out;
+  EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "missing").string()) + " " + layout, &out), 4)
+      << out;
   EXPECT_NE(out.find("missing"), std::string::npos) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
 
   EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "model").string()) + " " + layout +
-                    " --compression brotli", &out), 2) << out;
+                   " --compression brotli",
+               &out),
+            2)
+      << out;
   EXPECT_NE(out.find("brotli"), std::string::npos) << out;
-  EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "model").string()) + " nowhere:x", &out), 2) << out;
+  EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "model").string()) + " nowhere:x", &out), 2)
+      << out;
   EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "model").string()) + " " + layout +
-                    " --max-layer-size 12Q", &out), 2) << out;
+                   " --max-layer-size 12Q",
+               &out),
+            2)
+      << out;
 
   fs::create_symlink("does-not-exist", tmp_ / "model/dangling");
-  EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "model").string()) + " " + layout, &out), 2) << out;
+  EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "model").string()) + " " + layout, &out), 2)
+      << out;
   EXPECT_NE(out.find("dangling"), std::string::npos) << out;
   fs::remove(tmp_ / "model/dangling");
 
   ASSERT_EQ(::mkfifo((tmp_ / "model/fifo").c_str(), 0644), 0);
-  EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "model").string()) + " " + layout, &out), 2) << out;
+  EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp_ / "model").string()) + " " + layout, &out), 2)
+      << out;
   EXPECT_NE(out.find("fifo"), std::string::npos) << out;
   fs::remove(tmp_ / "model/fifo");
 
@@ -228,9 +252,9 @@ TEST_F(BuildOciTest, BadInputGivesOneLineErrorsAndExitCodes) {
     fs::permissions(tmp_.path(), fs::perms(0755));
     fs::permissions(tmp_ / "model/private.bin", fs::perms(0600));
     EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups " + Engine() + " build " +
-                      Quote((tmp_ / "model").string()) + " oci:/tmp/mc-unreadable-" +
-                      std::to_string(::getpid()),
-                  &out),
+                     Quote((tmp_ / "model").string()) + " oci:/tmp/mc-unreadable-" +
+                     std::to_string(::getpid()),
+                 &out),
               2)
         << out;
     EXPECT_NE(out.find("is not readable by this user"), std::string::npos) << out;
@@ -251,8 +275,8 @@ TEST_F(BuildOciTest, FullFilesystemLeavesNoHalfImage) {
   }
   std::string out;
   int rc = Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
-                   " oci:" + Quote((mnt / "layout").string()) + ":t --compression none",
-               &out);
+                  " oci:" + Quote((mnt / "layout").string()) + ":t --compression none",
+              &out);
   EXPECT_EQ(rc, 1) << out;
   EXPECT_NE(out.find("No space left"), std::string::npos) << out;
   json index = json::parse(ReadFile(mnt / "layout/index.json"));
@@ -284,21 +308,35 @@ void WriteBaseLayout(const fs::path& dir, const std::vector<std::string>& tools)
   };
   std::string out;
   ASSERT_EQ(Sh("tar --sort=name --mtime=@0 --owner=0 --group=0 -C " + Quote(root.string()) +
-                   " -cf - . | gzip -n > " + Quote((dir / "layer.tgz").string()), &out), 0) << out;
+                   " -cf - . | gzip -n > " + Quote((dir / "layer.tgz").string()),
+               &out),
+            0)
+      << out;
   std::string layer = ReadFile(dir / "layer.tgz");
   Sh("gzip -dc " + Quote((dir / "layer.tgz").string()) + " | sha256sum", &out, false);
-  json cfg = {{"architecture", "amd64"}, {"os", "linux"}, {"config", json::object()},
+  json cfg = {{"architecture", "amd64"},
+              {"os", "linux"},
+              {"config", json::object()},
               {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + out.substr(0, 64)}}}},
               {"history", {{{"created_by", "test base"}}}}};
   std::string cb = cfg.dump();
-  json man = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-              {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", put(cb)}, {"size", cb.size()}}},
-              {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"}, {"digest", put(layer)}, {"size", layer.size()}}}}};
+  json man = {{"schemaVersion", 2},
+              {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+              {"config",
+               {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                {"digest", put(cb)},
+                {"size", cb.size()}}},
+              {"layers",
+               {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"},
+                 {"digest", put(layer)},
+                 {"size", layer.size()}}}}};
   std::string mb = man.dump();
   json index = {{"schemaVersion", 2},
-                {"manifests", {{{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                                {"digest", put(mb)}, {"size", mb.size()},
-                                {"annotations", {{"org.opencontainers.image.ref.name", "base"}}}}}}};
+                {"manifests",
+                 {{{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                   {"digest", put(mb)},
+                   {"size", mb.size()},
+                   {"annotations", {{"org.opencontainers.image.ref.name", "base"}}}}}}};
   WriteFile(dir / "layout/index.json", index.dump());
   WriteFile(dir / "layout/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
 }
@@ -307,21 +345,33 @@ TEST_F(BuildOciTest, StrictModelcarContractChecksTheBaseTools) {
   WriteBaseLayout(tmp_ / "good", {"sh", "ln", "sleep", "ls"});
   WriteBaseLayout(tmp_ / "poor", {"sh"});
   std::string out;
-  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) + " oci:" +
-                   Quote((tmp_ / "o1").string()) + ":t --strict --base oci:" +
-                   Quote((tmp_ / "good/layout").string()) + ":base", &out), 0) << out;
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
+                   " oci:" + Quote((tmp_ / "o1").string()) +
+                   ":t --strict --base oci:" + Quote((tmp_ / "good/layout").string()) + ":base",
+               &out),
+            0)
+      << out;
   EXPECT_EQ(out.find("warning"), std::string::npos) << out;
-  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) + " oci:" +
-                   Quote((tmp_ / "o2").string()) + ":t --strict --base oci:" +
-                   Quote((tmp_ / "poor/layout").string()) + ":base", &out), 2) << out;
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
+                   " oci:" + Quote((tmp_ / "o2").string()) +
+                   ":t --strict --base oci:" + Quote((tmp_ / "poor/layout").string()) + ":base",
+               &out),
+            2)
+      << out;
   EXPECT_NE(out.find("lacks ln, sleep, ls"), std::string::npos) << out;
   // Without --strict it is a warning and the image is built.
-  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) + " oci:" +
-                   Quote((tmp_ / "o3").string()) + ":t --base oci:" +
-                   Quote((tmp_ / "poor/layout").string()) + ":base", &out), 0) << out;
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
+                   " oci:" + Quote((tmp_ / "o3").string()) +
+                   ":t --base oci:" + Quote((tmp_ / "poor/layout").string()) + ":base",
+               &out),
+            0)
+      << out;
   EXPECT_NE(out.find("warning: the base image"), std::string::npos) << out;
-  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) + " oci:" +
-                   Quote((tmp_ / "o4").string()) + ":t --strict", &out), 2) << out;
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
+                   " oci:" + Quote((tmp_ / "o4").string()) + ":t --strict",
+               &out),
+            2)
+      << out;
   EXPECT_NE(out.find("scratch"), std::string::npos) << out;
 }
 

@@ -46,13 +46,23 @@ void MakeModel(const fs::path& m, size_t weight_bytes = 3 << 20) {
 void VerifyWithSkopeo(const RegistryFixture& reg, const std::string& ref, const fs::path& model,
                       const fs::path& scratch) {
   std::string out;
-  ASSERT_EQ(Sh("skopeo copy --quiet " + reg.SkopeoFlags("src-") + " docker://" + ref + " dir:" +
-                   Quote(scratch.string()), &out), 0) << out;
+  ASSERT_EQ(Sh("skopeo copy --quiet " + reg.SkopeoFlags("src-") + " docker://" + ref +
+                   " dir:" + Quote(scratch.string()),
+               &out),
+            0)
+      << out;
   json m = json::parse(ReadFile(scratch / "manifest.json"));
   std::string layer = m["layers"].back()["digest"].get<std::string>().substr(7);
   fs::create_directories(scratch / "x");
-  ASSERT_EQ(Sh("tar -xf " + Quote((scratch / layer).string()) + " -C " + Quote((scratch / "x").string()), &out), 0) << out;
-  EXPECT_EQ(Sh("diff -r " + Quote(model.string()) + " " + Quote((scratch / "x/models").string()), &out), 0) << out;
+  ASSERT_EQ(
+      Sh("tar -xf " + Quote((scratch / layer).string()) + " -C " + Quote((scratch / "x").string()),
+         &out),
+      0)
+      << out;
+  EXPECT_EQ(
+      Sh("diff -r " + Quote(model.string()) + " " + Quote((scratch / "x/models").string()), &out),
+      0)
+      << out;
 }
 
 TEST(BuildPushTest, PlainHttpPushRerunUploadsNothing) {
@@ -64,7 +74,10 @@ TEST(BuildPushTest, PlainHttpPushRerunUploadsNothing) {
   std::string out;
   ASSERT_EQ(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref +
                    " --digestfile " + Quote((tmp / "digest").string()) + " --metadata " +
-                   Quote((tmp / "meta/publish-metadata.json").string()), &out, false), 0) << out;
+                   Quote((tmp / "meta/publish-metadata.json").string()),
+               &out, false),
+            0)
+      << out;
   std::string digest = ReadFile(tmp / "digest");
   ASSERT_EQ(Sh("skopeo inspect --tls-verify=false docker://" + ref, &out, false), 0) << out;
   EXPECT_EQ(json::parse(out)["Digest"], digest);
@@ -75,7 +88,10 @@ TEST(BuildPushTest, PlainHttpPushRerunUploadsNothing) {
 
   int puts = reg.CountRequests("PUT", "/blobs/uploads/");
   int patches = reg.CountRequests("PATCH");
-  ASSERT_EQ(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref, &out, false), 0) << out;
+  ASSERT_EQ(
+      Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref, &out, false),
+      0)
+      << out;
   EXPECT_EQ(out.substr(0, 71), digest);
   EXPECT_EQ(reg.CountRequests("PUT", "/blobs/uploads/"), puts);
   EXPECT_EQ(reg.CountRequests("PATCH"), patches);
@@ -89,9 +105,13 @@ TEST(BuildPushTest, TlsWithCertDir) {
   std::string ref = reg.host() + "/models/tls:v1";
   std::string out;
   // Without the CA the certificate cannot be verified.
-  EXPECT_NE(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref, &out), 0);
+  EXPECT_NE(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref, &out),
+            0);
   ASSERT_EQ(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref +
-                   " --cert-dir " + Quote(reg.cert_dir().string()), &out), 0) << out;
+                   " --cert-dir " + Quote(reg.cert_dir().string()),
+               &out),
+            0)
+      << out;
   VerifyWithSkopeo(reg, ref, tmp / "model", tmp / "copy");
 }
 
@@ -104,12 +124,18 @@ TEST(BuildPushTest, BasicAuthThroughAuthfileAndWrongPassword) {
   std::string out;
   fs::path good = reg.WriteAuthFile(reg.user(), reg.password(), "good.json");
   ASSERT_EQ(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref +
-                   " --authfile " + Quote(good.string()), &out), 0) << out;
+                   " --authfile " + Quote(good.string()),
+               &out),
+            0)
+      << out;
   VerifyWithSkopeo(reg, ref, tmp / "model", tmp / "copy");
 
   fs::path bad = reg.WriteAuthFile(reg.user(), "wrong-password", "bad.json");
   EXPECT_EQ(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref +
-                   " --authfile " + Quote(bad.string()), &out), 3) << out;
+                   " --authfile " + Quote(bad.string()),
+               &out),
+            3)
+      << out;
   EXPECT_NE(out.find(reg.host()), std::string::npos) << out;
   EXPECT_NE(out.find("bad.json"), std::string::npos) << out;
   EXPECT_EQ(out.find("wrong-password"), std::string::npos) << out;
@@ -123,7 +149,10 @@ TEST(BuildPushTest, BearerTokenAuth) {
   std::string ref = reg.host() + "/models/token:v1";
   std::string out;
   ASSERT_EQ(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref +
-                   " --creds " + Quote(reg.user() + ":" + reg.password()), &out), 0) << out;
+                   " --creds " + Quote(reg.user() + ":" + reg.password()),
+               &out),
+            0)
+      << out;
   VerifyWithSkopeo(reg, ref, tmp / "model", tmp / "copy");
   EXPECT_NE(reg.TokenLog().find("push"), std::string::npos) << reg.TokenLog();
 }
@@ -132,7 +161,8 @@ TEST(BuildPushTest, BearerTokenAuth) {
 // written here, pushed with `skopeo copy --all`.
 void MakeTwoPlatformBase(const fs::path& dir) {
   fs::create_directories(dir / "blobs/sha256");
-  json index = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"},
+  json index = {{"schemaVersion", 2},
+                {"mediaType", "application/vnd.oci.image.index.v1+json"},
                 {"manifests", json::array()}};
   auto put = [&](const std::string& bytes) {
     std::string out;
@@ -148,30 +178,44 @@ void MakeTwoPlatformBase(const fs::path& dir) {
     WriteFile(root / "etc/os-release", "ID=" + arch + "\n");
     std::string out;
     Sh("tar --sort=name --mtime=@0 --owner=0 --group=0 -C " + Quote(root.string()) +
-           " -cf - . | gzip -n > " + Quote((dir / "layer.tgz").string()), &out);
+           " -cf - . | gzip -n > " + Quote((dir / "layer.tgz").string()),
+       &out);
     std::string layer = ReadFile(dir / "layer.tgz");
     Sh("gzip -dc " + Quote((dir / "layer.tgz").string()) + " | sha256sum", &out, false);
     std::string diff = "sha256:" + out.substr(0, 64);
     std::string ld = put(layer);
-    json cfg = {{"architecture", arch}, {"os", "linux"}, {"config", {{"Cmd", {"/bin/sh"}}}},
+    json cfg = {{"architecture", arch},
+                {"os", "linux"},
+                {"config", {{"Cmd", {"/bin/sh"}}}},
                 {"rootfs", {{"type", "layers"}, {"diff_ids", {diff}}}},
                 {"history", {{{"created_by", "test base"}}}}};
     std::string cb = cfg.dump();
     std::string cd = put(cb);
-    json man = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", cd}, {"size", cb.size()}}},
-                {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"}, {"digest", ld}, {"size", layer.size()}}}}};
+    json man = {{"schemaVersion", 2},
+                {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                {"config",
+                 {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                  {"digest", cd},
+                  {"size", cb.size()}}},
+                {"layers",
+                 {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"},
+                   {"digest", ld},
+                   {"size", layer.size()}}}}};
     std::string mb = man.dump();
     std::string md = put(mb);
     index["manifests"].push_back({{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                                  {"digest", md}, {"size", mb.size()},
+                                  {"digest", md},
+                                  {"size", mb.size()},
                                   {"platform", {{"architecture", arch}, {"os", "linux"}}}});
   }
   std::string ib = index.dump();
   std::string id = put(ib);
-  json top = {{"schemaVersion", 2}, {"manifests", {{{"mediaType", "application/vnd.oci.image.index.v1+json"},
-                                                      {"digest", id}, {"size", ib.size()},
-                                                      {"annotations", {{"org.opencontainers.image.ref.name", "multi"}}}}}}};
+  json top = {{"schemaVersion", 2},
+              {"manifests",
+               {{{"mediaType", "application/vnd.oci.image.index.v1+json"},
+                 {"digest", id},
+                 {"size", ib.size()},
+                 {"annotations", {{"org.opencontainers.image.ref.name", "multi"}}}}}}};
   WriteFile(dir / "index.json", top.dump());
   WriteFile(dir / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
 }
@@ -183,11 +227,18 @@ TEST(BuildPushTest, PlatformAllSharesTheModelLayerAndMountsBaseLayers) {
   MakeModel(tmp / "model");
   MakeTwoPlatformBase(tmp / "base");
   std::string out;
-  ASSERT_EQ(Sh("skopeo copy --quiet --all --dest-tls-verify=false oci:" + Quote((tmp / "base").string()) +
-                   ":multi docker://" + reg.host() + "/library/base:multi", &out), 0) << out;
+  ASSERT_EQ(
+      Sh("skopeo copy --quiet --all --dest-tls-verify=false oci:" + Quote((tmp / "base").string()) +
+             ":multi docker://" + reg.host() + "/library/base:multi",
+         &out),
+      0)
+      << out;
   std::string ref = reg.host() + "/models/multi:v1";
   ASSERT_EQ(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref +
-                   " --platform all --base docker://" + reg.host() + "/library/base:multi", &out), 0) << out;
+                   " --platform all --base docker://" + reg.host() + "/library/base:multi",
+               &out),
+            0)
+      << out;
   ASSERT_EQ(Sh("skopeo inspect --raw --tls-verify=false docker://" + ref, &out, false), 0) << out;
   json index = json::parse(out);
   ASSERT_EQ(index["mediaType"], "application/vnd.oci.image.index.v1+json");
@@ -195,8 +246,11 @@ TEST(BuildPushTest, PlatformAllSharesTheModelLayerAndMountsBaseLayers) {
   std::set<std::string> model_layers, archs;
   for (const auto& d : index["manifests"]) {
     archs.insert(d["platform"]["architecture"].get<std::string>());
-    ASSERT_EQ(Sh("skopeo inspect --raw --tls-verify=false docker://" + reg.host() + "/models/multi@" +
-                     d["digest"].get<std::string>(), &out, false), 0) << out;
+    ASSERT_EQ(Sh("skopeo inspect --raw --tls-verify=false docker://" + reg.host() +
+                     "/models/multi@" + d["digest"].get<std::string>(),
+                 &out, false),
+              0)
+        << out;
     json m = json::parse(out);
     ASSERT_EQ(m["layers"].size(), 2u);
     model_layers.insert(m["layers"][1]["digest"].get<std::string>());
@@ -207,7 +261,10 @@ TEST(BuildPushTest, PlatformAllSharesTheModelLayerAndMountsBaseLayers) {
   EXPECT_GE(reg.CountRequests("POST", "mount="), 2) << reg.Log();
   // And the arm64 image is runnable content: skopeo copies it whole.
   ASSERT_EQ(Sh("skopeo copy --quiet --override-arch arm64 --src-tls-verify=false docker://" + ref +
-                   " dir:" + Quote((tmp / "arm").string()), &out), 0) << out;
+                   " dir:" + Quote((tmp / "arm").string()),
+               &out),
+            0)
+      << out;
 }
 
 TEST(BuildPushTest, KilledPushResumesOnTheNextRun) {

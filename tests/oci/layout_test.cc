@@ -21,7 +21,8 @@ RawManifest SomeManifest(LayoutDestination& dest, const std::string& layer_conte
   EXPECT_TRUE((*w)->Commit(d, layer_content.size()));
   Manifest m;
   m.config = {std::string(media::kOciConfig), Digest::Of("{}"), 2};
-  m.layers.push_back({std::string(media::kOciLayer), d, static_cast<int64_t>(layer_content.size())});
+  m.layers.push_back(
+      {std::string(media::kOciLayer), d, static_cast<int64_t>(layer_content.size())});
   return RawManifest::FromBytes(SerializeManifest(m), std::string(media::kOciManifest));
 }
 
@@ -73,7 +74,9 @@ TEST(LayoutTest, AbortedAndMismatchedBlobsLeaveNothing) {
     EXPECT_EQ(r.error().code, ErrorCode::kVerificationFailed);
   }
   size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(tmp / "out/blobs/sha256")) ++n;
+  for ([[maybe_unused]] const auto& e :
+       std::filesystem::directory_iterator(tmp / "out/blobs/sha256"))
+    ++n;
   EXPECT_EQ(n, 0u);
 }
 

@@ -18,9 +18,9 @@ class MemDestination final : public oci::ImageDestination {
                                 const std::optional<std::string>& tag) override;
   std::string Describe() const override { return "mem:"; }
 
-  std::map<oci::Digest, std::string> blobs;              // guarded by mu
-  std::map<std::string, oci::RawManifest> tags;          // guarded by mu
-  std::map<oci::Digest, oci::RawManifest> manifests;     // guarded by mu
+  std::map<oci::Digest, std::string> blobs;           // guarded by mu
+  std::map<std::string, oci::RawManifest> tags;       // guarded by mu
+  std::map<oci::Digest, oci::RawManifest> manifests;  // guarded by mu
   int begins = 0;
   std::mutex mu;
 };
