@@ -226,9 +226,10 @@ Result<CopyResult> Copier::Run(const std::string& tag_or_digest,
     MC_RETURN_IF_ERROR(CopyTree(top));
   }
   MC_RETURN_IF_ERROR(CheckCancelled());
-  bool tagged = false;
-  if (whole_tree) {
-    auto at_tag = dest_.ManifestDigest(tag ? *tag : top.digest.String());
+  // Present by digest (the HEAD above) is all an untagged copy needs.
+  bool tagged = whole_tree && !tag;
+  if (whole_tree && tag) {
+    auto at_tag = dest_.ManifestDigest(*tag);
     tagged = at_tag && *at_tag == top.digest;
   }
   if (!tagged) {

@@ -343,6 +343,17 @@ oci::Result<bool> UploadSession::BlobExists(const oci::Digest& digest) {
   return resp && resp->status == 200;
 }
 
+oci::Result<void> UploadSession::CheckStored(HttpResponse& resp, const oci::Digest& digest) {
+  auto got = resp.Header("docker-content-digest");
+  Drain(resp);
+  if (got && *got != digest.String()) {
+    return oci::Fail(oci::ErrorCode::kVerificationFailed, "upload to " + target_.describe +
+                                                              ": registry stored " + *got +
+                                                              ", expected " + digest.String());
+  }
+  return {};
+}
+
 oci::Result<bool> UploadSession::TryMonolithic(const oci::Digest& digest) {
   HttpRequest req;
   req.method = "PUT";
@@ -360,13 +371,7 @@ oci::Result<bool> UploadSession::TryMonolithic(const oci::Digest& digest) {
     return false;
   }
   if (resp->status == 201 || resp->status == 204) {
-    auto got = resp->Header("docker-content-digest");
-    Drain(*resp);
-    if (got && *got != digest.String()) {
-      return oci::Fail(oci::ErrorCode::kVerificationFailed, "upload to " + target_.describe +
-                                                                ": registry stored " + *got +
-                                                                ", expected " + digest.String());
-    }
+    MC_RETURN_IF_ERROR(CheckStored(*resp, digest));
     return true;
   }
   if (resp->status == 413 && buffer_.size() / 2 >= options_.min_chunk_size) {
@@ -402,16 +407,7 @@ oci::Result<void> UploadSession::ClosingPut(const oci::Digest& digest) {
       MC_RETURN_IF_ERROR(Recover(Context(resp.error(), "closing PUT")));
       continue;
     }
-    if (resp->status == 201 || resp->status == 204) {
-      auto got = resp->Header("docker-content-digest");
-      Drain(*resp);
-      if (got && *got != digest.String()) {
-        return oci::Fail(oci::ErrorCode::kVerificationFailed, "upload to " + target_.describe +
-                                                                  ": registry stored " + *got +
-                                                                  ", expected " + digest.String());
-      }
-      return {};
-    }
+    if (resp->status == 201 || resp->status == 204) return CheckStored(*resp, digest);
     oci::Error e =
         ApiError(*resp, {"closing upload to " + target_.describe, target_.registry, true});
     if (IsRecoverableStatus(resp->status) || resp->status == 404) {

@@ -142,6 +142,9 @@ class UploadSession final : public oci::Writer {
   oci::Result<void> RestartSession(const oci::Error& cause);
   oci::Result<bool> TryMonolithic(const oci::Digest& digest);
   oci::Result<void> ClosingPut(const oci::Digest& digest);
+  // After a 201/204 that stored the blob: the Docker-Content-Digest it reports
+  // must be ours (kVerificationFailed otherwise).
+  oci::Result<void> CheckStored(HttpResponse& resp, const oci::Digest& digest);
   oci::Result<bool> BlobExists(const oci::Digest& digest);
   void TakeLocation(const HttpResponse& resp, const std::string& request_url);
   oci::Error Context(oci::Error e, std::string_view op) const;

@@ -1,31 +1,12 @@
 #include "tests/support/fake_transport.h"
 
-#include <cctype>
+#include "registry/http_util.h"
 
 namespace mc::testing {
-namespace {
-
-bool SameName(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-std::string LowerName(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-}  // namespace
 
 std::optional<std::string> RecordedRequest::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
-    if (SameName(k, name)) return v;
+    if (registry::EqualsIgnoreCase(k, name)) return v;
   }
   return std::nullopt;
 }
@@ -81,7 +62,7 @@ oci::Result<registry::HttpResponse> FakeTransport::Send(registry::HttpRequest re
   if (fr.error) return std::unexpected(*fr.error);
   registry::HttpResponse resp;
   resp.status = fr.status;
-  for (auto& [k, v] : fr.headers) resp.headers.emplace_back(LowerName(k), v);
+  for (auto& [k, v] : fr.headers) resp.headers.emplace_back(registry::ToLower(k), v);
   resp.effective_url = request.url;
   resp.body = std::make_unique<oci::StringReader>(request.method == "HEAD" ? "" : fr.body);
   return resp;

@@ -253,12 +253,19 @@ class Handler(BaseHTTPRequestHandler):
         self.error(404, "RevisionNotFound", "Invalid rev id: " + rev)
         return None
 
-    def api_revision(self, repo_id, rev):
+    def api_repo(self, repo_id, rev):
+        """Counts an API call; the repo, or None once an error was sent."""
         self.record("api")
         if self.rate_limited():
-            return
+            return None
         repo = self.check_repo(repo_id)
         if repo is None or self.pin(repo, rev) is None:
+            return None
+        return repo
+
+    def api_revision(self, repo_id, rev):
+        repo = self.api_repo(repo_id, rev)
+        if repo is None:
             return
         body = {"id": repo_id, "sha": repo.sha, "private": False,
                 "gated": "manual" if repo_id in ARGS.gated else False,
@@ -266,11 +273,8 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, json.dumps(body).encode())
 
     def api_tree(self, repo_id, rev, prefix, query):
-        self.record("api")
-        if self.rate_limited():
-            return
-        repo = self.check_repo(repo_id)
-        if repo is None or self.pin(repo, rev) is None:
+        repo = self.api_repo(repo_id, rev)
+        if repo is None:
             return
         if query.get("recursive", ["false"])[0] != "true":
             return self.error(400, None, "this test server only lists recursively")
