@@ -1,9 +1,13 @@
 // The Downloader: a verified, resumable Hugging Face snapshot (download.h).
 //
-// Work is a flat list of (file, segment) items in listing order, pulled by
-// `jobs` threads, so small files and the segments of big ones share one pool
-// and the first files finish first. Each segment is a ranged GET written with
-// pwrite at its offset in the part file.
+// `jobs` threads pull (file, segment) work from one pool, so small files and
+// the segments of big ones share the connections. Each segment is a ranged GET
+// written with pwrite at its offset in the part file. A free thread takes the
+// next segment of the file with the fewest segments in flight (the first in
+// listing order on a tie): files progress side by side, each on as few
+// connections as the pool allows, so most bytes arrive at their file's hash
+// cursor and are hashed on the spot, the read-back below stays small, and the
+// files finish together instead of leaving one file's hashing for the end.
 //
 // SHA-256 of one file is serial, and we do not want to read a file back after
 // downloading it. So each file keeps a "hashed up to" cursor: a chunk written
@@ -57,6 +61,9 @@ struct FileJob {
   uint64_t hashed = 0;
   bool catching_up = false;
   size_t segments_left = 0;
+  std::vector<size_t> pending;  // segments to fetch, in order (Run::sched_mu_)
+  size_t next_pending = 0;      // Run::sched_mu_
+  int in_flight = 0;            // Run::sched_mu_
   bool finishing = false;
   bool failed = false;
   std::mutex locate_mu;
@@ -80,11 +87,6 @@ struct FileJob {
   }
 };
 
-struct WorkItem {
-  FileJob* job;
-  size_t segment;
-};
-
 class Run {
  public:
   Run(HfClient& client, const DownloadOptions& options, fs::path state_dir, Manifest& manifest,
@@ -102,6 +104,10 @@ class Run {
 
  private:
   void Worker();
+  // The next segment to fetch (the file with the fewest in flight), or
+  // nullptr when there is none; Done() returns the slot.
+  FileJob* Next(size_t& seg);
+  void Done(FileJob& job);
   oci::Result<void> FetchSegment(FileJob& job, size_t seg);
   oci::Result<void> OnChunk(FileJob& job, size_t seg, uint64_t offset,
                             std::span<const std::byte> data);
@@ -114,8 +120,8 @@ class Run {
   fs::path state_dir_;
   Manifest& manifest_;
   std::shared_ptr<ProgressTask> progress_;
-  std::vector<WorkItem> items_;
-  std::atomic<size_t> next_{0};
+  std::vector<FileJob*> files_;  // with segments to fetch, in listing order
+  std::mutex sched_mu_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> transferred_{0};
   std::mutex mu_;  // guards error_ and manifest_
@@ -262,16 +268,38 @@ oci::Result<void> Run::Finalize(FileJob& job) {
   return SaveManifest(state_dir_ / "manifest.json", manifest_);
 }
 
+FileJob* Run::Next(size_t& seg) {
+  std::lock_guard lock(sched_mu_);
+  FileJob* best = nullptr;
+  for (FileJob* job : files_) {
+    if (job->next_pending == job->pending.size()) continue;
+    if (!best || job->in_flight < best->in_flight) best = job;
+    if (best->in_flight == 0) break;
+  }
+  if (best) {
+    seg = best->pending[best->next_pending++];
+    ++best->in_flight;
+  }
+  return best;
+}
+
+void Run::Done(FileJob& job) {
+  std::lock_guard lock(sched_mu_);
+  --job.in_flight;
+}
+
 void Run::Worker() {
   for (;;) {
-    size_t i = next_++;
-    if (i >= items_.size() || stop_.load()) return;
+    if (stop_.load()) return;
+    size_t seg = 0;
+    FileJob* job = Next(seg);
+    if (!job) return;
     if (Cancelled()) {
       Record(oci::Error{ErrorCode::kCancelled, "interrupted; run again to resume", 0, {}});
       return;
     }
-    auto [job, seg] = items_[i];
     auto status = FetchSegment(*job, seg);
+    Done(*job);
     if (!status) {
       {
         std::lock_guard lock(job->mu);
@@ -283,16 +311,19 @@ void Run::Worker() {
 }
 
 oci::Result<void> Run::Execute(std::vector<std::unique_ptr<FileJob>>& jobs) {
+  size_t segments = 0;
   for (auto& job : jobs) {
     for (size_t s = 0; s < job->state.done.size(); ++s) {
-      if (job->state.done[s] < job->SegLen(s)) items_.push_back({job.get(), s});
+      if (job->state.done[s] < job->SegLen(s)) job->pending.push_back(s);
     }
+    segments += job->pending.size();
+    if (!job->pending.empty()) files_.push_back(job.get());
     if (job->segments_left == 0) {  // every byte was there: rehash and finish
       MC_ASSIGN_OR_RETURN(bool last, CatchUp(*job));
       if (last) MC_RETURN_IF_ERROR(Finalize(*job));
     }
   }
-  int threads = std::max(1, std::min<int>(options_.jobs, static_cast<int>(items_.size())));
+  int threads = std::max(1, std::min<int>(options_.jobs, static_cast<int>(segments)));
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back([this] { Worker(); });
   for (auto& t : pool) t.join();

@@ -113,7 +113,8 @@ std::chrono::milliseconds HfClient::Backoff(int attempt) const {
   return std::chrono::milliseconds(jitter(rng));
 }
 
-oci::Result<HttpResponse> HfClient::SendOnce(HttpRequest request) const {
+oci::Result<HttpResponse> HfClient::SendOnce(HttpRequest request,
+                                             const registry::BodyHandler* handler) const {
   // Authorization only for the Hub's own origin (protocols.md 5.1, Pitfalls).
   std::erase_if(request.headers, [](const auto& h) {
     std::string k = h.first;
@@ -124,16 +125,27 @@ oci::Result<HttpResponse> HfClient::SendOnce(HttpRequest request) const {
     request.headers.emplace_back("Authorization", "Bearer " + options_.token);
   }
   request.no_retry = true;
+  if (handler) return transport_->SendStreaming(std::move(request), *handler);
   return transport_->Send(std::move(request));
 }
 
-oci::Result<HttpResponse> HfClient::Send(HttpRequest request) const {
+oci::Result<HttpResponse> HfClient::Send(HttpRequest request,
+                                         const registry::BodyHandler* handler) const {
+  bool started = false;  // the handler has seen a response: never resend
+  registry::BodyHandler watched;
+  if (handler) {
+    watched.on_response = [&](const HttpResponse& r) -> oci::Result<void> {
+      started = true;
+      return handler->on_response ? handler->on_response(r) : oci::Result<void>{};
+    };
+    watched.on_body = handler->on_body;
+  }
   for (int attempt = 0;; ++attempt) {
     MC_RETURN_IF_ERROR(CheckCancelled());
-    auto response = SendOnce(request);
+    auto response = SendOnce(request, handler ? &watched : nullptr);
     bool last = attempt >= options_.retry_times;
     if (!response) {
-      if (last || !IsRetryableError(response.error())) return response;
+      if (last || started || !IsRetryableError(response.error())) return response;
       registry::Log()->debug("{} {}: {}; retrying", request.method,
                              registry::RedactUrl(request.url), response.error().message);
     } else if (!IsRetryableStatus(response->status) || last) {
@@ -300,7 +312,8 @@ oci::Result<void> HfClient::Locate(FileLocation& loc) const {
 // Sends the ranged GET for [begin, end) (end exclusive), re-resolving an
 // expired presigned URL at most twice.
 oci::Result<HttpResponse> HfClient::OpenRange(FileLocation& loc, uint64_t begin, uint64_t end,
-                                              int* reresolves) const {
+                                              int* reresolves,
+                                              const registry::BodyHandler& handler) const {
   std::string what = loc.repo_id + "/" + loc.file.path;
   for (;;) {
     std::string url;
@@ -315,7 +328,7 @@ oci::Result<HttpResponse> HfClient::OpenRange(FileLocation& loc, uint64_t begin,
     req.idempotent = true;
     req.headers = {{"Accept-Encoding", "identity"},
                    {"Range", "bytes=" + std::to_string(begin) + "-" + std::to_string(end - 1)}};
-    MC_ASSIGN_OR_RETURN(auto resp, Send(req));
+    MC_ASSIGN_OR_RETURN(auto resp, Send(req, &handler));
     if (resp.status == 206 || resp.status == 200) return resp;
     bool expired = (resp.status == 403 || resp.status == 401) && !IsHubUrl(url);
     if (expired && (*reresolves)++ < 3) {
@@ -346,44 +359,68 @@ oci::Result<void> HfClient::FetchRange(FileLocation& loc, uint64_t offset, uint6
   uint64_t pos = offset;
   int reresolves = 0;
   int failures = 0;
-  std::vector<std::byte> buf(1 << 20);
   while (pos < end) {
     MC_RETURN_IF_ERROR(CheckCancelled());
     if (stop && stop->load()) return Fail(ErrorCode::kCancelled, what + ": stopped");
-    auto resp = OpenRange(loc, pos, end, &reresolves);
+    // The body streams into `sink` as it arrives (on this thread); errors of
+    // ours (the sink's, a bad reply) end the fetch, a broken connection is
+    // retried from `pos`.
     uint64_t skip = 0;
-    if (resp && resp->status == 200) {
-      // The range was ignored (protocols.md 5.4): never append a whole-file
-      // body; skip to our offset in it instead.
-      registry::Log()->debug("{}: HTTP 200 to a ranged request, skipping {} bytes", what, pos);
-      skip = pos;
-    } else if (resp) {
-      auto cr = FindHeader(*resp, "content-range").value_or("");
+    std::optional<oci::Error> fatal;
+    bool whole = false;     // a 200: the body is the whole file
+    bool complete = false;  // all of [offset, end) arrived; the rest is not wanted
+    registry::BodyHandler handler;
+    handler.on_response = [&](const HttpResponse& resp) -> oci::Result<void> {
+      if (resp.status == 200) {
+        // The range was ignored (protocols.md 5.4): never append a whole-file
+        // body; skip to our offset in it instead.
+        registry::Log()->debug("{}: HTTP 200 to a ranged request, skipping {} bytes", what, pos);
+        skip = pos;
+        whole = true;
+        return {};
+      }
+      auto cr = FindHeader(resp, "content-range").value_or("");
       if (!cr.starts_with("bytes " + std::to_string(pos) + "-")) {
-        return Fail(ErrorCode::kNetwork,
-                    what + ": Content-Range '" + cr + "' does not start at " + std::to_string(pos));
+        fatal = oci::Error{
+            ErrorCode::kNetwork,
+            what + ": Content-Range '" + cr + "' does not start at " + std::to_string(pos),
+            0,
+            {}};
+        return std::unexpected(*fatal);
       }
-    }
-    oci::Result<void> status = resp ? oci::Result<void>{} : std::unexpected(resp.error());
+      return {};
+    };
+    handler.on_body = [&](std::span<const std::byte> data) -> oci::Result<void> {
+      if (stop && stop->load()) {
+        fatal = oci::Error{ErrorCode::kCancelled, what + ": stopped", 0, {}};
+        return std::unexpected(*fatal);
+      }
+      size_t k = static_cast<size_t>(std::min<uint64_t>(skip, data.size()));
+      skip -= k;
+      data = data.subspan(k);
+      data = data.first(static_cast<size_t>(std::min<uint64_t>(data.size(), end - pos)));
+      if (!data.empty()) {
+        auto status = sink(pos, data);
+        if (!status) {
+          fatal = status.error();
+          return status;
+        }
+        pos += data.size();
+      }
+      if (whole && pos == end && !complete) {
+        complete = true;  // the whole file's body goes on past our range: stop reading
+        return Fail(ErrorCode::kCancelled, what + ": range complete");
+      }
+      return {};
+    };
     uint64_t before = pos;
-    while (status && pos < end) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), skip ? skip : end - pos));
-      auto n = resp->body->Read(std::span(buf).first(want));
-      if (!n) {
-        status = std::unexpected(n.error());
-      } else if (*n == 0) {
-        status =
-            Fail(ErrorCode::kTransient, what + ": connection closed at byte " +
-                                            std::to_string(pos) + " of " + std::to_string(end));
-      } else if (skip) {
-        skip -= *n;
-      } else {
-        if (stop && stop->load()) return Fail(ErrorCode::kCancelled, what + ": stopped");
-        MC_RETURN_IF_ERROR(sink(pos, std::span(buf).first(*n)));
-        pos += *n;
-      }
-    }
-    if (status) break;
+    auto resp = OpenRange(loc, pos, end, &reresolves, handler);
+    if (fatal) return std::unexpected(*fatal);
+    if (complete || (resp && pos == end)) break;
+    oci::Result<void> status =
+        resp ? Fail(ErrorCode::kTransient, what + ": connection closed at byte " +
+                                               std::to_string(pos) + " of " + std::to_string(end))
+             : std::unexpected(resp.error());
     if (!IsRetryableError(status.error())) return status;
     failures = pos > before ? 0 : failures + 1;
     if (failures > options_.retry_times) {

@@ -125,8 +125,11 @@ class HfClient {
 
   // Sends with the token when `url` is on the Hub's host; retries 429 (after
   // RateLimit t= / Retry-After), 408, 5xx and transient transport errors.
-  // Returns any other response as is (the caller maps its status).
-  oci::Result<registry::HttpResponse> Send(registry::HttpRequest request) const;
+  // Returns any other response as is (the caller maps its status). With a
+  // handler, a 2xx body streams to it (Transport::SendStreaming) and nothing
+  // is retried once it has started.
+  oci::Result<registry::HttpResponse> Send(registry::HttpRequest request,
+                                           const registry::BodyHandler* handler = nullptr) const;
 
   // Maps an error response to a one-line error (status + X-Error-Code).
   oci::Error ErrorFor(registry::HttpResponse& response, std::string_view what,
@@ -135,10 +138,13 @@ class HfClient {
   bool IsHubUrl(std::string_view url) const;
 
  private:
-  oci::Result<registry::HttpResponse> SendOnce(registry::HttpRequest request) const;
+  oci::Result<registry::HttpResponse> SendOnce(registry::HttpRequest request,
+                                               const registry::BodyHandler* handler) const;
   std::chrono::milliseconds Backoff(int attempt) const;
+  // One ranged GET whose 2xx body streams to `handler`.
   oci::Result<registry::HttpResponse> OpenRange(FileLocation& loc, uint64_t begin, uint64_t end,
-                                                int* reresolves) const;
+                                                int* reresolves,
+                                                const registry::BodyHandler& handler) const;
 
   std::shared_ptr<registry::Transport> transport_;
   HfClientOptions options_;

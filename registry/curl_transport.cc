@@ -15,6 +15,13 @@
 // `Expect:` is sent empty: libcurl would otherwise wait up to 1 s for a
 // 100-continue on every large PUT/PATCH (protocols.md 1.9 step 7).
 //
+// SendStreaming does not use the worker: the calling thread performs the
+// transfer on an easy handle from a pool (which keeps its connections for the
+// next call) and the write callback hands libcurl's receive buffer straight to
+// the caller's handler. For a parallel download that removes two copies of
+// every byte and a thread wake-up per buffer, and spreads the receive work
+// over the downloading threads instead of one worker.
+//
 // TLS: extra CAs from the certs.d directory are appended to the system bundle
 // and passed as CURLOPT_CAINFO_BLOB, so a private CA adds to, never replaces,
 // the public roots (containers-certs.d(5) semantics).
@@ -24,6 +31,9 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
 
 #include "registry/curl_worker.h"
 #include "registry/http_util.h"
@@ -90,11 +100,30 @@ class CurlTransport final : public Transport {
  public:
   explicit CurlTransport(TransportOptions options)
       : options_(std::move(options)), worker_(std::make_shared<Worker>()) {}
+  ~CurlTransport() override {
+    for (CURL* e : idle_easy_) curl_easy_cleanup(e);
+  }
 
-  oci::Result<HttpResponse> Send(HttpRequest request) override;
+  oci::Result<HttpResponse> Send(HttpRequest request) override {
+    return FollowRedirects(std::move(request), nullptr);
+  }
+  oci::Result<HttpResponse> SendStreaming(HttpRequest request,
+                                          const BodyHandler& handler) override {
+    // A streamed request body is fed by the caller's thread: not this path.
+    if (request.body_reader) return Transport::SendStreaming(std::move(request), handler);
+    return FollowRedirects(std::move(request), &handler);
+  }
 
  private:
+  // Send's redirect policy; each hop goes to the worker (handler null) or is
+  // performed on this thread (PerformHere).
+  oci::Result<HttpResponse> FollowRedirects(HttpRequest request, const BodyHandler* handler);
   oci::Result<HttpResponse> SendOnce(const HttpRequest& r, const UrlParts& parts);
+  oci::Result<HttpResponse> PerformHere(const HttpRequest& r, const UrlParts& parts,
+                                        const BodyHandler& handler);
+  // Easy handles for PerformHere, kept with their open connections.
+  CURL* TakeEasy();
+  void ReturnEasy(CURL* e);
   oci::Result<void> CheckScheme(const UrlParts& parts, const std::string& url) const;
   oci::Result<const TlsFiles*> TlsFor(const UrlParts& parts);
   oci::Result<void> Configure(Transfer& t, const HttpRequest& r, const UrlParts& parts);
@@ -107,6 +136,8 @@ class CurlTransport final : public Transport {
   std::shared_ptr<Worker> worker_;
   std::mutex tls_mu_;
   std::map<std::string, TlsFiles> tls_cache_;  // by HOST[:PORT]; guarded by tls_mu_
+  std::mutex easy_mu_;
+  std::vector<CURL*> idle_easy_;  // guarded by easy_mu_
 };
 
 oci::Result<void> CurlTransport::CheckScheme(const UrlParts& parts, const std::string& url) const {
@@ -292,16 +323,133 @@ oci::Result<HttpResponse> CurlTransport::SendOnce(const HttpRequest& r, const Ur
   return resp;
 }
 
+CURL* CurlTransport::TakeEasy() {
+  {
+    std::lock_guard lock(easy_mu_);
+    if (!idle_easy_.empty()) {
+      CURL* e = idle_easy_.back();
+      idle_easy_.pop_back();
+      return e;
+    }
+  }
+  return curl_easy_init();
+}
+
+void CurlTransport::ReturnEasy(CURL* e) {
+  curl_easy_reset(e);  // drops our options (and pointers); keeps live connections
+  std::lock_guard lock(easy_mu_);
+  if (idle_easy_.size() < 64) {
+    idle_easy_.push_back(e);
+    return;
+  }
+  curl_easy_cleanup(e);
+}
+
+// State of one PerformHere transfer, for its write callback.
+struct DirectTransfer {
+  Transfer* t = nullptr;
+  const BodyHandler* handler = nullptr;
+  bool decided = false;  // the final status was looked at
+  bool deliver = false;  // 2xx: the body goes to the handler
+  uint64_t delivered = 0;
+  std::string small_body;  // any other response's body (bounded)
+  std::optional<oci::Error> error;
+
+  // Calls on_response once the final 2xx status is known.
+  bool Decide() {
+    decided = true;
+    HttpResponse view;
+    {
+      std::lock_guard lock(t->mu);
+      view.status = t->status;
+      view.headers = t->headers;
+    }
+    if (view.status < 200 || view.status > 299) return true;
+    deliver = true;
+    if (!handler->on_response) return true;
+    auto status = handler->on_response(view);
+    if (!status) error = status.error();
+    return status.has_value();
+  }
+};
+
+constexpr size_t kSmallBodyLimit = 64 << 10;
+
+size_t OnWriteDirect(char* data, size_t size, size_t n, void* userdata) {
+  auto* d = static_cast<DirectTransfer*>(userdata);
+  size_t len = size * n;
+  if (!d->decided && !d->Decide()) return 0;  // aborts: CURLE_WRITE_ERROR
+  if (!d->deliver) {
+    d->small_body.append(
+        data, std::min(len, kSmallBodyLimit - std::min(kSmallBodyLimit, d->small_body.size())));
+    return len;
+  }
+  auto status = d->handler->on_body(std::span(reinterpret_cast<const std::byte*>(data), len));
+  if (!status) {
+    d->error = status.error();
+    return 0;
+  }
+  d->delivered += len;
+  return len;
+}
+
+// One hop, performed by this thread on a pooled easy handle: the body of a
+// 2xx reply reaches the handler straight from libcurl's receive buffer.
+oci::Result<HttpResponse> CurlTransport::PerformHere(const HttpRequest& r, const UrlParts& parts,
+                                                     const BodyHandler& handler) {
+  Transfer t;
+  t.easy = TakeEasy();
+  if (!t.easy) return oci::Fail(oci::ErrorCode::kInternal, "curl_easy_init failed");
+  CURL* e = t.easy;
+  struct Release {
+    CurlTransport* self;
+    Transfer& t;
+    ~Release() {
+      self->ReturnEasy(t.easy);
+      t.easy = nullptr;
+    }
+  } release{this, t};
+  MC_RETURN_IF_ERROR(Configure(t, r, parts));
+  DirectTransfer d;
+  d.t = &t;
+  d.handler = &handler;
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnWriteDirect);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &d);
+  CURLcode rc = curl_easy_perform(e);
+  std::string what = Describe(r, r.url);
+  if (d.error) return std::unexpected(*d.error);
+  HttpResponse resp;
+  {
+    std::lock_guard lock(t.mu);
+    if (!t.headers_done) {
+      return std::unexpected(internal::TransferError(rc, t.errbuf, what));
+    }
+    resp.status = t.status;
+    resp.headers = t.headers;
+  }
+  if (!d.decided && !d.Decide()) return std::unexpected(*d.error);  // empty body
+  if (rc != CURLE_OK && d.deliver) {
+    return std::unexpected(internal::TransferError(
+        rc, t.errbuf, what + " (after " + std::to_string(d.delivered) + " body bytes)"));
+  }
+  resp.effective_url = r.url;
+  resp.body = std::make_unique<oci::StringReader>(std::move(d.small_body));
+  Trace(r, resp);
+  return resp;
+}
+
 bool IsRedirect(int status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-oci::Result<HttpResponse> CurlTransport::Send(HttpRequest request) {
+oci::Result<HttpResponse> CurlTransport::FollowRedirects(HttpRequest request,
+                                                         const BodyHandler* handler) {
   std::string original = request.url;
   for (int hop = 0; hop <= kMaxRedirects; ++hop) {
     MC_ASSIGN_OR_RETURN(UrlParts parts, ParseUrl(request.url));
     MC_RETURN_IF_ERROR(CheckScheme(parts, request.url));
-    MC_ASSIGN_OR_RETURN(HttpResponse resp, SendOnce(request, parts));
+    MC_ASSIGN_OR_RETURN(HttpResponse resp,
+                        handler ? PerformHere(request, parts, *handler) : SendOnce(request, parts));
     auto location = resp.Header("location");
     if (!request.follow_redirects || !IsRedirect(resp.status) || !location) return resp;
     bool keep_method =

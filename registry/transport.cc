@@ -1,5 +1,7 @@
 #include "registry/transport.h"
 
+#include <vector>
+
 #include "registry/http_util.h"
 
 namespace mc::registry {
@@ -14,6 +16,21 @@ std::optional<std::string> HttpResponse::Header(std::string_view name) const {
 oci::Result<std::string> HttpResponse::ReadBody(size_t limit) {
   if (!body) return std::string();
   return oci::ReadAll(*body, limit);
+}
+
+oci::Result<HttpResponse> Transport::SendStreaming(HttpRequest request,
+                                                   const BodyHandler& handler) {
+  MC_ASSIGN_OR_RETURN(HttpResponse resp, Send(std::move(request)));
+  if (resp.status < 200 || resp.status > 299) return resp;
+  if (handler.on_response) MC_RETURN_IF_ERROR(handler.on_response(resp));
+  std::vector<std::byte> buf(1 << 20);
+  for (;;) {
+    MC_ASSIGN_OR_RETURN(size_t n, resp.body->Read(buf));
+    if (n == 0) break;
+    MC_RETURN_IF_ERROR(handler.on_body(std::span(buf).first(n)));
+  }
+  resp.body = std::make_unique<oci::StringReader>("");
+  return resp;
 }
 
 }  // namespace mc::registry

@@ -54,10 +54,30 @@ struct HttpResponse {
   oci::Result<std::string> ReadBody(size_t limit = 4 << 20);
 };
 
+// Push-mode delivery of a large response body (SendStreaming).
+struct BodyHandler {
+  // Runs once, before any body byte, when the final response is 2xx (with
+  // its status and headers; its body reader is not to be used).
+  std::function<oci::Result<void>(const HttpResponse&)> on_response;
+  // Receives the body in arrival order; the span is valid during the call.
+  std::function<oci::Result<void>(std::span<const std::byte>)> on_body;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
   virtual oci::Result<HttpResponse> Send(HttpRequest request) = 0;
+
+  // Like Send, but a 2xx response's body goes to `handler` on the calling
+  // thread as it arrives, and the call returns when the body has ended (the
+  // returned response's body is then empty). Any other response is returned
+  // as Send returns it, body readable. An error from a handler aborts the
+  // transfer and is returned; so is a broken connection after on_response
+  // ran (the handler knows how much it got). Never retried once on_response
+  // ran. The default reads Send's body; CurlTransport runs the transfer on
+  // the calling thread and hands libcurl's own buffer to on_body (no copy,
+  // no thread hand-off: what a multi-GiB download wants).
+  virtual oci::Result<HttpResponse> SendStreaming(HttpRequest request, const BodyHandler& handler);
 };
 
 struct TlsOptions {

@@ -5,6 +5,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -203,6 +204,142 @@ TEST_F(CurlTransportTest, EarlyDestroyedBodyCancelsTransfer) {
   auto again = transport_->Send(Get(Url("/bytes/10")));
   ASSERT_TRUE(again);
   EXPECT_EQ(again->ReadBody().value().size(), 10u);
+}
+
+// What a BodyHandler saw.
+struct Streamed {
+  int on_response_calls = 0;
+  int status = 0;
+  std::optional<std::string> content_length;
+  uint64_t bytes = 0;
+  bool in_order = true;
+  bool on_caller_thread = true;
+  std::string text;  // the first 64 KiB
+  BodyHandler Handler(std::thread::id caller = std::this_thread::get_id()) {
+    BodyHandler h;
+    h.on_response = [this](const HttpResponse& r) -> oci::Result<void> {
+      ++on_response_calls;
+      status = r.status;
+      content_length = r.Header("content-length");
+      return {};
+    };
+    h.on_body = [this, caller](std::span<const std::byte> data) -> oci::Result<void> {
+      on_caller_thread = on_caller_thread && std::this_thread::get_id() == caller;
+      for (size_t i = 0; i < data.size(); i += 997) {
+        in_order = in_order && data[i] == PatternByte(bytes + i);
+      }
+      if (text.size() < 65536) text.append(reinterpret_cast<const char*>(data.data()), data.size());
+      bytes += data.size();
+      return {};
+    };
+    return h;
+  }
+};
+
+uint64_t Counter(const nlohmann::json& stats, const std::string& key) {
+  return stats["counters"].value(key, uint64_t{0});
+}
+
+TEST_F(CurlTransportTest, StreamingDeliversTheBodyOnTheCallingThreadAndReusesTheConnection) {
+  uint64_t before = Counter(Stats(), "connections");
+  for (int i = 0; i < 4; ++i) {
+    Streamed seen;
+    auto resp = transport_->SendStreaming(Get(Url("/bytes/5000000")), seen.Handler());
+    ASSERT_TRUE(resp) << resp.error().message;
+    EXPECT_EQ(resp->status, 200);
+    EXPECT_EQ(resp->ReadBody().value(), "");  // it went to the handler
+    EXPECT_EQ(seen.on_response_calls, 1);
+    EXPECT_EQ(seen.status, 200);
+    EXPECT_EQ(seen.content_length, "5000000");
+    EXPECT_EQ(seen.bytes, 5000000u);
+    EXPECT_TRUE(seen.in_order);
+    EXPECT_TRUE(seen.on_caller_thread);
+  }
+  // Four sequential transfers, one connection (plus the one Stats() uses).
+  EXPECT_EQ(Counter(Stats(), "connections") - before, 2u);
+}
+
+TEST_F(CurlTransportTest, StreamingLeavesOtherStatusesReadable) {
+  Streamed seen;
+  auto resp = transport_->SendStreaming(Get(Url("/nothing-here")), seen.Handler());
+  ASSERT_TRUE(resp) << resp.error().message;
+  EXPECT_EQ(resp->status, 404);
+  EXPECT_EQ(seen.on_response_calls, 0);
+  EXPECT_EQ(seen.bytes, 0u);
+  EXPECT_NE(resp->ReadBody().value().find("NOT_FOUND"), std::string::npos);
+}
+
+TEST_F(CurlTransportTest, StreamingHandlerErrorAbortsTheTransfer) {
+  uint64_t got = 0;
+  BodyHandler h;
+  h.on_body = [&](std::span<const std::byte> data) -> oci::Result<void> {
+    got += data.size();
+    return oci::Fail(oci::ErrorCode::kIo, "disk full");
+  };
+  auto start = std::chrono::steady_clock::now();
+  auto resp = transport_->SendStreaming(Get(Url("/bytes/" + std::to_string(256 << 20))), h);
+  ASSERT_FALSE(resp);
+  EXPECT_EQ(resp.error().code, oci::ErrorCode::kIo);
+  EXPECT_EQ(resp.error().message, "disk full");
+  EXPECT_LT(got, 8u << 20);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  Streamed again;
+  ASSERT_TRUE(transport_->SendStreaming(Get(Url("/bytes/10")), again.Handler()));
+  EXPECT_EQ(again.bytes, 10u);
+}
+
+TEST_F(CurlTransportTest, StreamingReportsABrokenConnectionAfterTheBytesItGot) {
+  Streamed seen;
+  auto resp = transport_->SendStreaming(Get(Url("/drop/200000")), seen.Handler());
+  ASSERT_FALSE(resp);
+  EXPECT_EQ(resp.error().code, oci::ErrorCode::kTransient) << resp.error().message;
+  EXPECT_NE(resp.error().message.find("after 100000 body bytes"), std::string::npos)
+      << resp.error().message;
+  EXPECT_EQ(seen.on_response_calls, 1);
+  EXPECT_EQ(seen.bytes, 100000u);
+  EXPECT_TRUE(seen.in_order);
+}
+
+TEST_F(CurlTransportTest, StreamingFollowsRedirectsWithoutAuthToOtherHosts) {
+  auto other = mc::testing::StartPythonServer("http_test_server.py", {"--host", "127.0.0.2"});
+  std::string target = "http://127.0.0.2:" + std::to_string(other->port()) + "/headers";
+  HttpRequest r = Get(Url("/redirect?status=302&to=" + target));
+  r.headers = {{"Authorization", "Bearer s3cret"}, {"Range", "bytes=5-"}};
+  Streamed seen;
+  auto resp = transport_->SendStreaming(r, seen.Handler());
+  ASSERT_TRUE(resp) << resp.error().message;
+  EXPECT_EQ(resp->effective_url, target);
+  EXPECT_EQ(seen.on_response_calls, 1);
+  auto headers = nlohmann::json::parse(seen.text);
+  EXPECT_FALSE(headers.contains("authorization")) << headers.dump();
+  EXPECT_EQ(headers["range"], "bytes=5-");
+}
+
+// The default SendStreaming (decorators, test fakes) reads Send's body.
+TEST(TransportDefaultTest, SendStreamingReadsTheBodyOfSend) {
+  class Canned final : public Transport {
+   public:
+    oci::Result<HttpResponse> Send(HttpRequest request) override {
+      HttpResponse r;
+      r.status = request.url == "/ok" ? 206 : 404;
+      std::string body;
+      for (uint64_t i = 0; i < 3'000'000; ++i) body.push_back(static_cast<char>(PatternByte(i)));
+      r.body = std::make_unique<oci::StringReader>(std::move(body));
+      return r;
+    }
+  } canned;
+  Streamed seen;
+  auto ok = canned.SendStreaming(Get("/ok"), seen.Handler());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(seen.status, 206);
+  EXPECT_EQ(seen.bytes, 3'000'000u);
+  EXPECT_TRUE(seen.in_order);
+  EXPECT_EQ(ok->ReadBody().value(), "");
+  Streamed none;
+  auto missing = canned.SendStreaming(Get("/missing"), none.Handler());
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(none.on_response_calls, 0);
+  EXPECT_EQ(missing->ReadBody().value().size(), 3'000'000u);
 }
 
 TEST_F(CurlTransportTest, PlainHttpToRemoteHostRefusedWhenVerifying) {

@@ -243,6 +243,10 @@ class Handler(BaseHTTPRequestHandler):
         field = "access_token" if self.command == "POST" else "token"
         return self.reply(200, json.dumps({field: tok, "expires_in": ARGS.token_ttl}))
 
+    def setup(self):
+        super().setup()
+        count("connections")
+
     def handle_one(self):
         try:
             self.route()
