@@ -6,12 +6,16 @@
 #   - four parallel curls over the same nginx URLs (no verification)
 #   - aria2c -x8 -s8 (no verification)
 #   - curl of each file in turn
-#   - mc-engine build hf://… oci:… vs download then build DIR oci:… (when
-#     `build` exists in this binary)
+#   - mc-engine build hf://… docker://… (streamed: no model file on disk) vs
+#     download then build DIR docker://…, into a docker-registry started here
+#     with its storage on tmpfs (/dev/shm), for gzip (the default) and no
+#     compression; and the same two into an oci: layout on tmpfs (no registry)
 # Reports the median of RUNS runs: wall seconds, MB/s, peak RSS (KiB).
 #
-# Usage: benchmarks/download_bench.sh [BUILD_DIR] (env: RUNS=3 WORK=/tmp/mc-dl-bench SIZE_MIB=2048)
-# Needs: nginx (Debian nginx-light), aria2c, curl, python3, /usr/bin/time.
+# Usage: benchmarks/download_bench.sh [BUILD_DIR]
+#   env: RUNS=3 WORK=/tmp/mc-dl-bench SIZE_MIB=2048 BUILDS=1 (0: downloads only)
+# Needs: nginx (Debian nginx-light), aria2c, curl, python3, /usr/bin/time,
+# docker-registry (for the build rows).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -93,7 +97,9 @@ run() {
   local name=$1; shift
   local walls=() rss=()
   for _ in $(seq "$runs"); do
-    rm -rf "$out"; mkdir -p "$out"; sync
+    rm -rf "$out"; mkdir -p "$out"
+    [[ -z ${prep:-} ]] || bash -c "$prep"
+    sync
     /usr/bin/time -f '%e %M' -o "$work/time.txt" bash -c "$*" > "$work/run.log" 2>&1 ||
       { echo "$name failed:"; tail -5 "$work/run.log"; return 1; }
     read -r w m < "$work/time.txt"
@@ -120,12 +126,36 @@ run "aria2c -x8 -s8 (no verification)" \
   "aria2c -q -x8 -s8 -j4 --file-allocation=none --check-certificate=false -d $out -i $urls"
 run "curl each file in turn (no verification)" \
   "cd $out && xargs -n1 curl -sf -O < $urls"
-if "$engine" --help 2>&1 | grep -qE '^ +build'; then
-  run "build hf:// oci: (streamed, no staging)" \
-    "$engine --progress none build hf://org/bench oci:$out/layout:bench --compression none"
-  run "download, then build DIR oci:" \
-    "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m oci:$out/layout:bench --compression none"
+if [[ ${BUILDS:-1} == 1 ]] && command -v docker-registry >/dev/null; then
+  reg_dir=$(mktemp -d /dev/shm/mc-dl-bench-reg-XXXXXX)
+  reg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > "$work/registry.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $reg_dir}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$reg_port}
+YML
+  docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$reg_port/v2/" >/dev/null && break; sleep 0.1; done
+  reg=127.0.0.1:$reg_port
+  layout=/dev/shm/mc-dl-bench-layout
+  prep="rm -rf $reg_dir/docker $layout"  # before each run, untimed: tmpfs is RAM
+  # Every run pushes to a new repository (and starts from an empty layout), so
+  # no run finds the layer already there.
+  for comp in gzip none; do
+    run "build hf:// docker:// ($comp, streamed)" \
+      "$engine --progress none build hf://org/bench docker://$reg/s\$RANDOM\$RANDOM:b --compression $comp"
+    run "download, then build DIR docker:// ($comp)" \
+      "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m docker://$reg/d\$RANDOM\$RANDOM:b --compression $comp"
+  done
+  run "build hf:// oci:tmpfs (none, streamed)" \
+    "$engine --progress none build hf://org/bench oci:$layout:b --compression none"
+  run "download, then build DIR oci:tmpfs (none)" \
+    "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m oci:$layout:b --compression none"
+  prep=
+  rm -rf "$layout" "$reg_dir"
 else
-  echo "(build is not in this binary: build hf:// vs download+build skipped)"
+  echo "(BUILDS=0 or no docker-registry: the build rows are skipped)"
 fi
 rm -rf "$out"

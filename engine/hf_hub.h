@@ -168,8 +168,8 @@ struct HfModelOptions {
   std::vector<std::string> include;
   std::vector<std::string> exclude;
   std::string prefix = "/models";  // as BuildOptions::prefix
-  // Each file is fetched in segments of this size, up to `prefetch` of them in
-  // flight (memory bound: prefetch × segment_size per open file).
+  // Files are fetched in segments of this size by `prefetch` threads, reading
+  // ahead into the next file (memory bound: (prefetch + 1) × segment_size).
   uint64_t segment_size = 16 << 20;
   int prefetch = 4;
 };

@@ -3,17 +3,35 @@
 // The tree listing gives every file's size, so the tar entries (names under
 // the prefix, parent directories first, in archive order) exist before any
 // byte arrives. The layer pipeline then asks for each file's content in entry
-// order; we answer with a reader that keeps the next `prefetch` ranged
-// segments of that file in flight on their own threads and hands their bytes
-// over in order. Memory is bounded by prefetch × segment_size per open file,
-// and nothing touches the disk. Each file is verified on the way through
-// (sha256 for LFS files, the git blob sha1 for small ones), so a corrupted
-// byte fails the build with kVerificationFailed before a manifest exists.
+// order, and one HfStreamer serves them all:
+//
+//   Open(file i) ─▶ queue: segments of i, then of the next file (read ahead)
+//   `prefetch` workers: take a segment and a buffer from the pool, fetch the
+//     range into it (the transport hands libcurl's buffer straight to us),
+//     hash it when the file's earlier segments are hashed, mark it ready
+//   reader of file i: hands the ready segments out in order, returns each
+//     buffer to the pool, and checks the file's digest before its last byte
+//
+// So the network keeps going across file boundaries (the next file is located
+// and fetched while the tar thread finishes this one), each file is verified
+// off the tar thread (sha256 for LFS files, the git blob sha1 for small
+// ones; a mismatch is kVerificationFailed before a manifest exists), memory
+// is the fixed pool (prefetch + 1 segment buffers, reused: no page faults
+// per segment), and nothing touches the disk.
+//
+// Order: readers should open files in entry order for the read-ahead to pay;
+// any order works (a file not read ahead is queued when it is opened). A file
+// not opened yet may hold at most half the pool, so the files being read can
+// always get buffers and a full pool always drains. Read-ahead covers the next
+// file, and more small ones up to half a pool of bytes.
+#include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <future>
 #include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "engine/download.h"
 #include "engine/hf_hub.h"
@@ -25,70 +43,289 @@ namespace {
 using oci::ErrorCode;
 using oci::Fail;
 
-// Streams one file: segments fetched ahead in parallel, consumed in order.
-class PrefetchReader final : public oci::Reader {
+class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
  public:
-  PrefetchReader(std::shared_ptr<HfClient> client, std::shared_ptr<FileLocation> loc,
-                 uint64_t segment_size, int prefetch)
+  struct File {
+    std::string name;  // tar entry name
+    HfFile file;
+  };
+
+  HfStreamer(std::shared_ptr<HfClient> client, std::string repo_id, std::string commit,
+             std::vector<File> files, uint64_t segment_size, int prefetch)
       : client_(std::move(client)),
-        loc_(std::move(loc)),
+        repo_id_(std::move(repo_id)),
+        commit_(std::move(commit)),
+        files_(std::move(files)),
         segment_size_(segment_size),
-        prefetch_(std::max(1, prefetch)) {
-    segments_ = (loc_->file.size + segment_size_ - 1) / segment_size_;
-    while (in_flight_.size() < static_cast<size_t>(prefetch_) && next_ < segments_) Launch();
+        max_buffers_(static_cast<size_t>(prefetch) + 1) {
+    for (size_t i = 0; i < files_.size(); ++i) index_[files_[i].name] = i;
+    queued_.assign(files_.size(), false);
+    for (int t = 0; t < prefetch; ++t) workers_.emplace_back([this] { Work(); });
   }
 
-  ~PrefetchReader() override {
-    stop_->store(true);
-    in_flight_.clear();  // waits for the fetches, which stop at their next chunk
+  ~HfStreamer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    stop_flag_ = true;
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  oci::Result<std::unique_ptr<oci::Reader>> Open(const std::string& name);
+
+ private:
+  struct Segment {
+    uint64_t begin = 0, length = 0;
+    std::unique_ptr<std::byte[]> buffer;  // while fetched and not yet consumed
+    bool ready = false;                   // fetched and hashed, or failed
+    std::optional<oci::Error> error;
+  };
+  struct FileState {
+    const File* file = nullptr;
+    FileLocation loc;
+    std::mutex locate_mu;
+    bool located = false;
+    std::unique_ptr<FileHasher> hasher;
+    std::vector<Segment> segments;  // guarded by mu_ (buffer contents: see Work)
+    size_t hashed = 0;              // segments hashed so far (mu_)
+    bool failed = false;            // a segment failed: later ones do not wait (mu_)
+    bool opened = false;            // handed to a reader (mu_)
+    bool abandoned = false;         // its reader went away early (mu_)
+    size_t held = 0;                // pool buffers it holds (mu_)
+  };
+  class Reader;
+
+  // Creates the state of file i and queues its segments (under mu_).
+  std::shared_ptr<FileState> Queue(size_t i);
+  // Queues the files after file `after` (under mu_): at least one, and small
+  // ones until about half the pool's worth of bytes is queued ahead.
+  void ReadAhead(size_t after);
+  void Work();
+  oci::Result<void> Fetch(FileState& st, Segment& seg, std::byte* into);
+  // Returns a buffer of `st` to the pool (under mu_).
+  void Release(FileState& st, std::unique_ptr<std::byte[]> buffer);
+  void Abandon(FileState& st);
+
+  std::shared_ptr<HfClient> client_;
+  std::string repo_id_, commit_;
+  std::vector<File> files_;
+  std::map<std::string, size_t> index_;
+  uint64_t segment_size_;
+  size_t max_buffers_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<size_t, std::shared_ptr<FileState>> pending_;  // read ahead, not yet opened
+  std::vector<bool> queued_;                              // file i was ever queued
+  std::deque<std::pair<std::shared_ptr<FileState>, size_t>> queue_;
+  std::vector<std::unique_ptr<std::byte[]>> free_;
+  size_t buffers_ = 0;     // allocated so far (≤ max_buffers_)
+  size_t ahead_held_ = 0;  // buffers held by files not opened yet (< max_buffers_ / 2)
+  bool stop_ = false;
+  std::atomic<bool> stop_flag_{false};  // for FetchRange
+  std::vector<std::thread> workers_;
+};
+
+// Hands one file's ready segments out in order.
+class HfStreamer::Reader final : public oci::Reader {
+ public:
+  Reader(std::shared_ptr<HfStreamer> owner, std::shared_ptr<FileState> st)
+      : owner_(std::move(owner)), st_(std::move(st)) {}
+  ~Reader() override {
+    {
+      std::lock_guard lock(owner_->mu_);
+      if (current_) owner_->Release(*st_, std::move(current_));
+    }
+    if (next_ < st_->segments.size()) owner_->Abandon(*st_);
   }
 
   oci::Result<size_t> Read(std::span<std::byte> out) override {
-    while (pos_ == current_.size()) {
-      if (in_flight_.empty()) return 0;
-      auto result = in_flight_.front().get();
-      in_flight_.pop_front();
-      if (!result) return std::unexpected(result.error());
-      current_ = std::move(*result);
+    while (pos_ == length_) {
+      std::unique_lock lock(owner_->mu_);
+      if (current_) owner_->Release(*st_, std::move(current_));
+      if (next_ == st_->segments.size()) {
+        if (next_ == 0 && !verified_empty_) {  // an empty file: nothing was hashed
+          verified_empty_ = true;
+          MC_RETURN_IF_ERROR(Verify());
+        }
+        return 0;
+      }
+      Segment& seg = st_->segments[next_];
+      owner_->cv_.wait(lock, [&] { return seg.ready || owner_->stop_; });
+      if (!seg.ready) return Fail(ErrorCode::kCancelled, "hf:// streaming stopped");
+      if (seg.error) return std::unexpected(*seg.error);
+      current_ = std::move(seg.buffer);
+      length_ = seg.length;
       pos_ = 0;
-      if (next_ < segments_) Launch();
+      ++next_;
+      // Every byte is hashed once the last segment is ready: verify before
+      // handing it out (the tar writer never reads past the last byte).
+      if (next_ == st_->segments.size()) MC_RETURN_IF_ERROR(Verify());
     }
-    size_t n = std::min(out.size(), current_.size() - pos_);
-    std::memcpy(out.data(), current_.data() + pos_, n);
+    size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), length_ - pos_));
+    std::memcpy(out.data(), current_.get() + pos_, n);
     pos_ += n;
     return n;
   }
 
  private:
-  void Launch() {
-    uint64_t begin = next_++ * segment_size_;
-    uint64_t len = std::min(segment_size_, loc_->file.size - begin);
-    in_flight_.push_back(std::async(
-        std::launch::async,
-        [client = client_, loc = loc_, stop = stop_, begin, len]() -> oci::Result<oci::Bytes> {
-          oci::Bytes buf(len);
-          MC_RETURN_IF_ERROR(client->FetchRange(
-              *loc, begin, len,
-              [&](uint64_t off, std::span<const std::byte> data) -> oci::Result<void> {
-                std::memcpy(buf.data() + (off - begin), data.data(), data.size());
-                return {};
-              },
-              stop.get()));
-          return buf;
-        }));
+  oci::Result<void> Verify() const {
+    const auto& expected = st_->hasher->expected();
+    if (!expected.empty() && st_->hasher->HexDigest() != expected) {
+      return Fail(ErrorCode::kVerificationFailed, st_->loc.repo_id + "/" + st_->file->file.path +
+                                                      ": content does not match its listed hash " +
+                                                      expected);
+    }
+    return {};
   }
 
-  std::shared_ptr<HfClient> client_;
-  std::shared_ptr<FileLocation> loc_;
-  uint64_t segment_size_;
-  int prefetch_;
-  uint64_t segments_ = 0;
-  uint64_t next_ = 0;
-  std::shared_ptr<std::atomic<bool>> stop_ = std::make_shared<std::atomic<bool>>(false);
-  std::deque<std::future<oci::Result<oci::Bytes>>> in_flight_;
-  oci::Bytes current_;
-  size_t pos_ = 0;
+  std::shared_ptr<HfStreamer> owner_;
+  std::shared_ptr<FileState> st_;
+  std::unique_ptr<std::byte[]> current_;
+  uint64_t length_ = 0, pos_ = 0;
+  size_t next_ = 0;
+  bool verified_empty_ = false;
 };
+
+std::shared_ptr<HfStreamer::FileState> HfStreamer::Queue(size_t i) {
+  auto st = std::make_shared<FileState>();
+  st->file = &files_[i];
+  st->loc.repo_id = repo_id_;
+  st->loc.commit = commit_;
+  st->loc.file = files_[i].file;
+  st->hasher = std::make_unique<FileHasher>(files_[i].file);
+  queued_[i] = true;
+  uint64_t size = files_[i].file.size;
+  for (uint64_t begin = 0; begin < size; begin += segment_size_) {
+    st->segments.push_back(Segment{begin, std::min(segment_size_, size - begin), {}, false, {}});
+  }
+  for (size_t k = 0; k < st->segments.size(); ++k) queue_.emplace_back(st, k);
+  cv_.notify_all();
+  return st;
+}
+
+void HfStreamer::ReadAhead(size_t after) {
+  const uint64_t want = std::max<uint64_t>(1, max_buffers_ / 2) * segment_size_;
+  uint64_t ahead = 0;
+  for (size_t i = after + 1; i < files_.size() && i <= after + 16 && ahead < want; ++i) {
+    if (files_[i].file.size == 0) continue;
+    if (!queued_[i]) pending_[i] = Queue(i);
+    ahead += files_[i].file.size;
+  }
+}
+
+oci::Result<std::unique_ptr<oci::Reader>> HfStreamer::Open(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) {
+    return Fail(ErrorCode::kInternal, "hf:// content asked for an unknown entry " + name);
+  }
+  size_t i = it->second;
+  std::lock_guard lock(mu_);
+  std::shared_ptr<FileState> st;
+  if (auto p = pending_.find(i); p != pending_.end()) {
+    st = std::move(p->second);
+    pending_.erase(p);
+  } else {
+    st = Queue(i);  // not read ahead (or opened again): fetch it now
+  }
+  if (!st->opened) ahead_held_ -= st->held;
+  st->opened = true;
+  ReadAhead(i);
+  cv_.notify_all();  // its segments may take buffers now
+  return std::make_unique<Reader>(shared_from_this(), std::move(st));
+}
+
+void HfStreamer::Release(FileState& st, std::unique_ptr<std::byte[]> buffer) {
+  --st.held;
+  if (!st.opened) --ahead_held_;
+  free_.push_back(std::move(buffer));
+  cv_.notify_all();
+}
+
+void HfStreamer::Abandon(FileState& st) {
+  std::lock_guard lock(mu_);
+  st.abandoned = true;
+  std::erase_if(queue_, [&](const auto& job) { return job.first.get() == &st; });
+  for (auto& seg : st.segments) {
+    if (seg.buffer) Release(st, std::move(seg.buffer));
+  }
+}
+
+oci::Result<void> HfStreamer::Fetch(FileState& st, Segment& seg, std::byte* into) {
+  {
+    std::lock_guard lock(st.locate_mu);
+    if (!st.located) {
+      MC_RETURN_IF_ERROR(client_->Locate(st.loc));
+      st.located = true;
+    }
+  }
+  return client_->FetchRange(
+      st.loc, seg.begin, seg.length,
+      [&](uint64_t off, std::span<const std::byte> data) -> oci::Result<void> {
+        std::memcpy(into + (off - seg.begin), data.data(), data.size());
+        return {};
+      },
+      &stop_flag_);
+}
+
+void HfStreamer::Work() {
+  for (;;) {
+    std::shared_ptr<FileState> st;
+    size_t k = 0;
+    std::unique_ptr<std::byte[]> buffer;
+    {
+      std::unique_lock lock(mu_);
+      // The first queued segment whose file may take a buffer now.
+      auto job = queue_.end();
+      cv_.wait(lock, [&] {
+        if (stop_) return true;
+        if (free_.empty() && buffers_ == max_buffers_) return false;
+        job = std::find_if(queue_.begin(), queue_.end(), [&](const auto& j) {
+          return j.first->opened || ahead_held_ < max_buffers_ / 2;
+        });
+        return job != queue_.end();
+      });
+      if (stop_) return;
+      std::tie(st, k) = std::move(*job);
+      queue_.erase(job);
+      ++st->held;
+      if (!st->opened) ++ahead_held_;
+      if (!free_.empty()) {
+        buffer = std::move(free_.back());
+        free_.pop_back();
+      } else {
+        buffer = std::make_unique_for_overwrite<std::byte[]>(segment_size_);
+        ++buffers_;
+      }
+    }
+    Segment& seg = st->segments[k];
+    auto status = Fetch(*st, seg, buffer.get());
+    std::unique_lock lock(mu_);
+    if (status) {
+      // Hash in file order; the earlier segments were queued first, so they
+      // are fetched or in flight.
+      cv_.wait(lock, [&] { return st->hashed == k || st->failed || st->abandoned || stop_; });
+      if (st->hashed == k && !st->failed && !st->abandoned) {
+        lock.unlock();  // only this thread may hash segment k
+        st->hasher->Update(std::span(buffer.get(), seg.length));
+        lock.lock();
+        ++st->hashed;
+      }
+    } else {
+      st->failed = true;
+      seg.error = status.error();
+    }
+    seg.ready = true;
+    if (status && !st->abandoned) {
+      seg.buffer = std::move(buffer);
+    } else {
+      Release(*st, std::move(buffer));
+    }
+    cv_.notify_all();
+  }
+}
 
 std::vector<oci::TarEntry> MakeEntries(const std::string& prefix,
                                        const std::vector<HfFile>& files) {
@@ -144,27 +381,18 @@ oci::Result<ModelInput> OpenHfModel(std::shared_ptr<registry::Transport> transpo
   input.source = ref.String();
   input.revision = commit;
   input.entries = MakeEntries(prefix, files);
-  auto by_name = std::make_shared<std::map<std::string, HfFile>>();
-  for (const auto& f : files) (*by_name)[prefix + "/" + f.path] = f;
-  uint64_t segment_size = options.segment_size;
-  int prefetch = options.prefetch;
-  std::string repo_id = ref.repo_id;
-  input.content = [client, by_name, commit, repo_id, segment_size, prefetch](
-                      const oci::TarEntry& entry) -> oci::Result<std::unique_ptr<oci::Reader>> {
-    auto it = by_name->find(entry.name);
-    if (it == by_name->end()) {
-      return Fail(ErrorCode::kInternal, "hf:// content asked for an unknown entry " + entry.name);
-    }
-    auto loc = std::make_shared<FileLocation>();
-    loc->repo_id = repo_id;
-    loc->commit = commit;
-    loc->file = it->second;
-    std::string what = repo_id + "/" + it->second.path;
-    if (it->second.size > 0) MC_RETURN_IF_ERROR(client->Locate(*loc));
-    std::unique_ptr<oci::Reader> reader =
-        std::make_unique<PrefetchReader>(client, loc, segment_size, prefetch);
-    return NewHfVerifyingReader(std::move(reader), it->second, what);
-  };
+  // Files in entry (archive) order: the order the layer builder opens them.
+  std::map<std::string, HfFile> by_name;
+  for (const auto& f : files) by_name[prefix + "/" + f.path] = f;
+  std::vector<HfStreamer::File> ordered;
+  for (const auto& e : input.entries) {
+    if (auto it = by_name.find(e.name); it != by_name.end())
+      ordered.push_back({e.name, it->second});
+  }
+  auto streamer =
+      std::make_shared<HfStreamer>(std::move(client), ref.repo_id, commit, std::move(ordered),
+                                   options.segment_size, options.prefetch);
+  input.content = [streamer](const oci::TarEntry& entry) { return streamer->Open(entry.name); };
   return input;
 }
 

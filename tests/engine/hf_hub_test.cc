@@ -68,6 +68,10 @@ class FakeHub final : public registry::Transport {
   }
 
   std::vector<Seen> seen;
+  std::vector<Seen> SeenCopy() {  // while other threads may still send
+    std::lock_guard lock(mu_);
+    return seen;
+  }
 
  private:
   static HttpResponse Reply(int status, std::string body, registry::Headers headers = {}) {
@@ -381,6 +385,56 @@ TEST(OpenHfModelTest, EntriesUnderThePrefixAndVerifiedStreams) {
   err = {};
   ReadEntry(*in, "models/a/b/weights.bin", &err);
   EXPECT_EQ(err.code, ErrorCode::kVerificationFailed) << err.message;
+}
+
+size_t CdnRequestsFor(FakeHub& hub, const std::string& file) {
+  size_t n = 0;
+  for (const auto& s : hub.SeenCopy()) n += s.url.starts_with("http://cdn.test/" + file + "?");
+  return n;
+}
+
+// Files read in archive order: the next file is fetched while this one is
+// read, the pool bounds how far ahead, and an abandoned reader frees its
+// buffers for the others.
+TEST(OpenHfModelTest, ReadsAheadWithinThePoolAndSurvivesAbandonedReaders) {
+  auto hub = MakeHub();
+  std::string big2(40 << 16, 'x');
+  for (size_t i = 0; i < big2.size(); ++i) big2[i] = static_cast<char>(i * 7 % 251);
+  hub->files["big2.safetensors"] = big2;  // after big.safetensors in archive order
+  HfModelOptions o;
+  o.hub = Options();
+  o.segment_size = 64 << 10;
+  o.prefetch = 4;  // a pool of 5 buffers; a file not opened yet gets at most 2
+  auto in = OpenHfModel(hub, "hf://org/m", o);
+  ASSERT_TRUE(in) << in.error().message;
+  auto entry = [&](const std::string& name) {
+    for (const auto& e : in->entries) {
+      if (e.name == name) return e;
+    }
+    return oci::TarEntry{};
+  };
+  oci::Error err;
+  // big.safetensors read to its end, big2 not opened: it is read ahead, but
+  // only into half the pool.
+  EXPECT_TRUE(ReadEntry(*in, "models/big.safetensors", &err) == hub->files["big.safetensors"]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  size_t ahead = CdnRequestsFor(*hub, "big2.safetensors");
+  EXPECT_GE(ahead, 1u) << "no read-ahead into the next file";
+  EXPECT_LE(ahead, 2u) << "read-ahead took more than half the pool";
+  {
+    // A reader that stops after one byte: no more than the pool is fetched,
+    // and dropping the reader gives its buffers back.
+    auto reader = in->content(entry("models/big2.safetensors"));
+    ASSERT_TRUE(reader) << reader.error().message;
+    std::vector<std::byte> one(1);
+    ASSERT_EQ((*reader)->Read(one).value(), 1u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_LE(CdnRequestsFor(*hub, "big2.safetensors"), 5u + 1u) << "fetched past the pool";
+  }
+  EXPECT_EQ(ReadEntry(*in, "models/config.json", &err), hub->files["config.json"]);
+  EXPECT_TRUE(ReadEntry(*in, "models/big2.safetensors", &err) == big2) << err.message;
+  EXPECT_EQ(ReadEntry(*in, "models/empty", &err), "");
+  EXPECT_EQ(err.message, "");
 }
 
 }  // namespace
