@@ -68,6 +68,11 @@ struct FileJob {
   bool failed = false;
   std::mutex locate_mu;
   bool located = false;
+  // Serializes writes of state_path with its removal: a segment that ends
+  // just before the last one must not write the state after Finalize
+  // removed it (a stale state file would outlive the verified file).
+  std::mutex state_file_mu;
+  bool state_file_removed = false;  // guarded by state_file_mu
 
   ~FileJob() {
     if (fd >= 0) ::close(fd);
@@ -231,7 +236,10 @@ oci::Result<void> Run::FetchSegment(FileJob& job, size_t seg) {
     std::lock_guard lock(job.mu);
     if (--job.segments_left > 0) snapshot = job.state;
   }
-  if (snapshot) MC_RETURN_IF_ERROR(SavePartState(job.state_path, *snapshot));
+  if (snapshot) {
+    std::lock_guard lock(job.state_file_mu);
+    if (!job.state_file_removed) MC_RETURN_IF_ERROR(SavePartState(job.state_path, *snapshot));
+  }
   MC_ASSIGN_OR_RETURN(bool last, CatchUp(job));
   if (last) MC_RETURN_IF_ERROR(Finalize(job));
   return {};
@@ -249,7 +257,11 @@ oci::Result<void> Run::Finalize(FileJob& job) {
   if (!job.hasher->expected().empty() && got != job.hasher->expected()) {
     std::error_code ec;
     fs::remove(job.part_path, ec);
-    fs::remove(job.state_path, ec);
+    {
+      std::lock_guard lock(job.state_file_mu);
+      job.state_file_removed = true;
+      fs::remove(job.state_path, ec);
+    }
     return Fail(ErrorCode::kVerificationFailed,
                 what + ": downloaded bytes do not match the Hub's " +
                     (job.file.is_lfs() ? "sha256 " : "git oid ") + job.hasher->expected() +
@@ -262,7 +274,11 @@ oci::Result<void> Run::Finalize(FileJob& job) {
     return Fail(ErrorCode::kIo, "renaming " + job.part_path.string() + " to " +
                                     job.final_path.string() + ": " + ec.message());
   }
-  fs::remove(job.state_path, ec);
+  {
+    std::lock_guard lock(job.state_file_mu);
+    job.state_file_removed = true;
+    fs::remove(job.state_path, ec);
+  }
   std::lock_guard lock(mu_);
   manifest_.files[job.file.path] = VerifiedFile{job.file.size, FileOid(job.file)};
   return SaveManifest(state_dir_ / "manifest.json", manifest_);
