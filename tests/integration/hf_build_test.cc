@@ -53,6 +53,13 @@ TEST(HfBuildTest, StreamedBuildEqualsDownloadThenBuild) {
   // The streamed build fetched the bytes again (nothing was staged on disk).
   EXPECT_GT(hub.Stats()["bytes"]["cdn"].get<uint64_t>(), before["bytes"]["cdn"].get<uint64_t>());
 
+  // Connections cut mid-file are resumed where they stopped: the same image.
+  HubServer cutting(model.path(), {"--cut-after", "300000", "--cut-count", "3"});
+  ASSERT_EQ(cutting.Engine("build hf://org/model oci:" + (work / "d").string() + ":t", &output), 0)
+      << output;
+  EXPECT_EQ(Manifest(work / "d"), a);
+  EXPECT_EQ(cutting.Stats()["cut"].get<int>(), 3);
+
   // A corrupted byte fails the streamed build with exit 5 and no image.
   HubServer bad(model.path(), {"--corrupt", "model-00002-of-00002.safetensors"});
   EXPECT_EQ(bad.Engine("build hf://org/model oci:" + (work / "c").string() + ":t", &output), 5)

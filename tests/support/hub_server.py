@@ -19,7 +19,7 @@ CDN (port in /_debug/stats "cdn_port"):
   GET /cdn/SHA256?X-Amz-Expires=3600&X-Amz-Signature=N   the bytes, Range -> 206
 Debug:
   GET /_debug/stats   {"cdn_port", "requests": {"api","resolve","cdn"},
-                       "bytes": {"resolve","cdn"}, "cdn_auth_seen",
+                       "bytes": {"resolve","cdn"}, "cut", "cdn_auth_seen",
                        "hub_auth_seen", "log": [...]}
 
 Options:
@@ -232,7 +232,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.cdn(path, query)
             if path == "/_debug/stats":
                 with LOCK:
-                    body = json.dumps(dict(STATS, cdn_port=CDN_PORT[0])).encode()
+                    body = json.dumps(dict(STATS, cdn_port=CDN_PORT[0], cut=STATE["cut"])).encode()
                 return self.reply(200, body)
             m = re.fullmatch(r"/api/models/([^/]+/[^/]+|[^/]+)/revision/(.+)", path)
             if m:
