@@ -21,6 +21,7 @@
 
 #include "engine/build_cache.h"
 #include "engine/cancel.h"
+#include "engine/copy.h"
 #include "engine/download.h"
 #include "oci/media_types.h"
 #include "oci/tar_list.h"
@@ -361,37 +362,6 @@ std::string Rfc3339(int64_t unix_seconds) {
   return buf;
 }
 
-Result<void> TransferBlob(oci::ImageSource& src, const oci::Descriptor& desc, oci::BlobSink& dest,
-                          const std::optional<std::string>& mount_from, ProgressTask* progress) {
-  MC_ASSIGN_OR_RETURN(bool have, dest.Exists(desc.digest));
-  if (have) {
-    if (progress) progress->Add(static_cast<uint64_t>(desc.size));
-    return {};
-  }
-  oci::BlobHint hint{desc.digest, desc.size, desc.media_type, mount_from};
-  MC_ASSIGN_OR_RETURN(auto w, dest.Begin(hint));
-  if (!w->done()) {
-    MC_ASSIGN_OR_RETURN(auto raw, src.OpenBlob(desc));
-    oci::VerifyingReader in(std::move(raw), desc.digest, desc.size,
-                            "blob " + desc.digest.Short() + " from " + src.Describe());
-    std::vector<std::byte> buf(1 << 20);
-    for (;;) {
-      auto n = in.Read(buf);
-      if (!n) {
-        w->Abort();
-        return std::unexpected(n.error());
-      }
-      if (*n == 0) break;
-      if (auto r = w->Write(std::span(buf.data(), *n)); !r) {
-        w->Abort();
-        return std::unexpected(r.error());
-      }
-      if (progress) progress->Add(*n);
-    }
-  }
-  return w->Commit(desc.digest, static_cast<uint64_t>(desc.size));
-}
-
 Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
                                oci::ImageDestination& dest, Progress* progress) {
   BuildResult result;
@@ -416,9 +386,11 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
   for (const auto& w : result.warnings) registry::Log()->warn("{}", w);
 
   // Base layers first (cheap when present or mountable), then the model.
+  CopyOptions base_copy;
+  base_copy.mount_from = o.base_mount_from;
   for (const auto& b : bases) {
     for (const auto& l : b.layers) {
-      auto r = TransferBlob(*o.base, l, dest, o.base_mount_from);
+      auto r = CopyBlob(*o.base, l, dest, base_copy);
       if (!r) return std::unexpected(r.error().Wrap("copying base layer " + l.digest.Short()));
     }
   }

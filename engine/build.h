@@ -91,13 +91,6 @@ struct BuildResult {
   bool from_cache = false;            // layers reused without reading the model
 };
 
-// Copies one blob from `src` to `dest` unless present: HEAD, then mount (when
-// mount_from is set and the destination supports it), else a verified stream.
-oci::Result<void> TransferBlob(oci::ImageSource& src, const oci::Descriptor& desc,
-                               oci::BlobSink& dest,
-                               const std::optional<std::string>& mount_from = std::nullopt,
-                               ProgressTask* progress = nullptr);
-
 // RFC 3339 UTC time of a Unix timestamp ("1970-01-01T00:00:00Z").
 std::string Rfc3339(int64_t unix_seconds);
 

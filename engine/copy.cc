@@ -149,6 +149,8 @@ class Copier {
         ranged_slots_(std::max(opts.max_ranged_blobs, 1)) {}
 
   Result<CopyResult> Run(const std::string& tag_or_digest, const std::optional<std::string>& tag);
+  // One blob, outside any manifest (CopyBlob).
+  Result<void> One(const Descriptor& d) { return EnsureBlob(d); }
 
  private:
   std::string SrcSide() const { return "source " + src_.Describe(); }
@@ -411,6 +413,12 @@ Result<CopyResult> CopyImage(oci::ImageSource& src, const std::string& tag_or_di
                              const CopyOptions& options) {
   Copier copier(src, dest, options);
   return copier.Run(tag_or_digest, tag);
+}
+
+Result<void> CopyBlob(oci::ImageSource& src, const oci::Descriptor& desc,
+                      oci::ImageDestination& dest, const CopyOptions& options) {
+  Copier copier(src, dest, options);
+  return copier.One(desc);
 }
 
 }  // namespace mc::engine

@@ -69,6 +69,14 @@ oci::Result<CopyResult> CopyImage(oci::ImageSource& src, const std::string& tag_
                                   const std::optional<std::string>& tag,
                                   const CopyOptions& options = {});
 
+// Makes one blob of `src` present at `dest` exactly as CopyImage does for
+// each blob of an image: already there → nothing; options.mount_from → a
+// mount when the registry allows it; else streamed through the same ranged,
+// resuming and verifying reader, retried after transient failures. `build`
+// uses it for the layers of its base image. Errors as CopyImage's.
+oci::Result<void> CopyBlob(oci::ImageSource& src, const oci::Descriptor& desc,
+                           oci::ImageDestination& dest, const CopyOptions& options = {});
+
 // A Reader yielding the whole blob `desc` of `src` in order, fetched as
 // parallel ranged reads of `chunk` bytes by `streams` threads, at most
 // `streams` chunks buffered; a broken range read is resumed from where it
