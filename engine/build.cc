@@ -121,27 +121,22 @@ std::optional<std::string> MissingBaseTools(oci::ImageSource& src, const BaseIma
   for (const auto& l : base.layers) total += l.size;
   if (total > (int64_t{512} << 20)) return std::nullopt;
   std::set<std::string> names;
-  std::map<std::string, std::string> links;
   for (const auto& l : base.layers) {
     auto raw = src.OpenBlob(l);
     if (!raw) return std::nullopt;
     oci::VerifyingReader in(std::move(*raw), l.digest, l.size, "base layer " + l.digest.Short());
-    auto listed = oci::ListTar(in, [&](const oci::TarListEntry& e) {
-      names.insert(e.name);
-      if (e.is_symlink) links[e.name] = e.link_target;
-    });
+    auto listed = oci::ListTar(in, [&](const oci::TarListEntry& e) { names.insert(e.name); });
     if (!listed) {
       registry::Log()->debug("cannot list base layer {}: {}", l.digest.Short(),
                              listed.error().message);
       return std::nullopt;
     }
   }
+  // Every directory of a usual PATH is looked at by its real name, so a
+  // merged-/usr base (bin → usr/bin) is found through usr/bin.
   auto has = [&](const std::string& tool) {
     for (const char* dir : {"bin/", "usr/bin/", "sbin/", "usr/sbin/", "usr/local/bin/"}) {
       if (names.contains(dir + tool)) return true;
-      // A merged-/usr base links bin → usr/bin.
-      auto link = links.find(std::string(dir).substr(0, std::string(dir).size() - 1));
-      if (link != links.end() && names.contains("usr/bin/" + tool)) return true;
     }
     return false;
   };

@@ -294,12 +294,16 @@ namespace mc::testing {
 namespace {
 
 // A one-layer OCI layout written with GNU tar and hand-made JSON (not by
-// mc-engine): `tools` become symlinks to a busybox binary under bin/.
-void WriteBaseLayout(const fs::path& dir, const std::vector<std::string>& tools) {
+// mc-engine): `tools` become symlinks to a busybox binary under bin/ (or,
+// merged_usr, under usr/bin/ with bin a symlink to it, as UBI and Debian do).
+void WriteBaseLayout(const fs::path& dir, const std::vector<std::string>& tools,
+                     bool merged_usr = false) {
   fs::path root = dir / "rootfs";
-  fs::create_directories(root / "bin");
-  WriteFile(root / "bin/busybox", "not really busybox\n");
-  for (const auto& t : tools) fs::create_symlink("busybox", root / "bin" / t);
+  fs::path bin = root / (merged_usr ? "usr/bin" : "bin");
+  fs::create_directories(bin);
+  if (merged_usr) fs::create_directory_symlink("usr/bin", root / "bin");
+  WriteFile(bin / "busybox", "not really busybox\n");
+  for (const auto& t : tools) fs::create_symlink("busybox", bin / t);
   fs::create_directories(dir / "layout/blobs/sha256");
   auto put = [&](const std::string& bytes) {
     std::string hex = oci_hex(bytes);
@@ -344,14 +348,25 @@ void WriteBaseLayout(const fs::path& dir, const std::vector<std::string>& tools)
 TEST_F(BuildOciTest, StrictModelcarContractChecksTheBaseTools) {
   WriteBaseLayout(tmp_ / "good", {"sh", "ln", "sleep", "ls"});
   WriteBaseLayout(tmp_ / "poor", {"sh"});
+  WriteBaseLayout(tmp_ / "merged", {"sh", "ln", "sleep", "ls"}, /*merged_usr=*/true);
+  WriteBaseLayout(tmp_ / "merged-poor", {"sh", "ls"}, /*merged_usr=*/true);
   std::string out;
+  for (const char* good : {"good", "merged"}) {
+    EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
+                     " oci:" + Quote((tmp_ / ("o1-" + std::string(good))).string()) +
+                     ":t --strict --base oci:" + Quote((tmp_ / good / "layout").string()) + ":base",
+                 &out),
+              0)
+        << good << ": " << out;
+    EXPECT_EQ(out.find("warning"), std::string::npos) << good << ": " << out;
+  }
   EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
-                   " oci:" + Quote((tmp_ / "o1").string()) +
-                   ":t --strict --base oci:" + Quote((tmp_ / "good/layout").string()) + ":base",
+                   " oci:" + Quote((tmp_ / "o1-mp").string()) + ":t --strict --base oci:" +
+                   Quote((tmp_ / "merged-poor/layout").string()) + ":base",
                &out),
-            0)
+            2)
       << out;
-  EXPECT_EQ(out.find("warning"), std::string::npos) << out;
+  EXPECT_NE(out.find("lacks ln, sleep"), std::string::npos) << out;
   EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
                    " oci:" + Quote((tmp_ / "o2").string()) +
                    ":t --strict --base oci:" + Quote((tmp_ / "poor/layout").string()) + ":base",
