@@ -391,6 +391,10 @@ oci::Result<void> HfClient::FetchRange(FileLocation& loc, uint64_t offset, uint6
       return {};
     };
     handler.on_body = [&](std::span<const std::byte> data) -> oci::Result<void> {
+      if (Cancelled()) {  // SIGINT/SIGTERM stop a transfer mid-segment
+        fatal = oci::Error{ErrorCode::kCancelled, "interrupted; run again to resume", 0, {}};
+        return std::unexpected(*fatal);
+      }
       if (stop && stop->load()) {
         fatal = oci::Error{ErrorCode::kCancelled, what + ": stopped", 0, {}};
         return std::unexpected(*fatal);

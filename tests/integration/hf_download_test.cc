@@ -2,6 +2,7 @@
 // the real binary, the real libcurl transport, a Hub and a CDN on loopback.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -190,6 +191,38 @@ TEST_F(HfDownloadTest, InterruptedRunResumesWithoutRefetching) {
   ExpectSameTree(model_.path(), out_.path());
   uint64_t again = hub.Stats()["bytes"]["cdn"].get<uint64_t>();
   EXPECT_LE(again, lfs_total - (1 << 20)) << "the second run fetched what the first had";
+}
+
+// Ctrl-C in the middle of a segment on a slow link: the run stops at once
+// (not when the segment ends) with exit 130, keeps what it got, and the next
+// run fetches only the rest.
+TEST_F(HfDownloadTest, SigintStopsMidSegmentAndTheNextRunResumes) {
+  uint64_t lfs_total = 0;
+  for (const auto& e : fs::recursive_directory_iterator(model_.path())) {
+    if (e.is_regular_file() && e.file_size() >= 65536) lfs_total += e.file_size();
+  }
+  {
+    // 500 kB/s per response: the 3 MiB shard alone takes over 6 s.
+    HubServer slow(model_.path(), {"--cdn-rate", "500000"});
+    std::string output;
+    auto start = std::chrono::steady_clock::now();
+    int status =
+        mc::testing::Run("env -u HF_TOKEN HF_ENDPOINT=" + slow.url() +
+                             " timeout --preserve-status -s INT 1.5 " + Quote(EngineBinary()) +
+                             " --progress none download hf://org/model " + Quote(out_.path()),
+                         &output);
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(status, 130) << output;
+    EXPECT_LT(took, 4.5) << "waited for the segment to end: " << output;
+    EXPECT_NE(output.find("interrupted"), std::string::npos) << output;
+    EXPECT_FALSE(fs::exists(out_ / "model-00001-of-00002.safetensors"));
+  }
+  HubServer hub(model_.path());
+  std::string output;
+  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(out_.path()), &output), 0) << output;
+  ExpectSameTree(model_.path(), out_.path());
+  EXPECT_LE(hub.Stats()["bytes"]["cdn"].get<uint64_t>(), lfs_total - (200u << 10))
+      << "the second run fetched what the first had";
 }
 
 TEST_F(HfDownloadTest, TokenGoesToTheHubButNeverToTheCdn) {

@@ -38,6 +38,7 @@ Options:
   --cdn-url BASE        redirect LFS files to BASE/PATH instead (e.g. nginx)
   --cdn-budget N        the CDN serves N bytes in all, cuts the response that
                         reaches N, then answers 503 (an outage mid-download)
+  --cdn-rate N          the CDN sends each response at N bytes/s (a slow link)
 """
 import argparse
 import hashlib
@@ -46,6 +47,7 @@ import os
 import re
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -381,8 +383,13 @@ class Handler(BaseHTTPRequestHandler):
         sent = 0
         with open(os.path.join(repo.root, rel), "rb") as f:
             f.seek(start)
+            step = 1 << 20
+            if kind == "cdn" and ARGS.cdn_rate:
+                step = max(1, ARGS.cdn_rate // 20)  # 20 writes a second
             while sent < limit:
-                chunk = bytearray(f.read(min(1 << 20, limit - sent)))
+                if kind == "cdn" and ARGS.cdn_rate:
+                    time.sleep(step / ARGS.cdn_rate)
+                chunk = bytearray(f.read(min(step, limit - sent)))
                 if not chunk:
                     break
                 if corrupt_at is not None and start + sent <= corrupt_at < start + sent + len(chunk):
@@ -422,6 +429,7 @@ def main():
     p.add_argument("--expire-after", type=int, default=0)
     p.add_argument("--cdn-url", default="")
     p.add_argument("--cdn-budget", type=int, default=None)
+    p.add_argument("--cdn-rate", type=int, default=0)
     ARGS = p.parse_args()
     for spec in ARGS.repo:
         repo_id, _, root = spec.partition("=")
