@@ -91,40 +91,48 @@ urls=$work/urls.txt
 (cd "$model" && find . -type f ! -name '.complete-*' -printf '%P\n' | sort) |
   sed "s|^|http://127.0.0.1:$nginx_port/|" > "$urls"
 
-# run NAME COMMAND...: RUNS timed runs into $out (emptied before each).
+# run NAME1 CMD1 [NAME2 CMD2 ...]: RUNS rounds, each running every arm once in
+# turn (interleaved, so a machine that speeds up or slows down during the
+# benchmark does not favour the arm measured first); $out is emptied and
+# $prep run (untimed) before each. Prints each arm's median.
 results=()
 run() {
-  local name=$1; shift
-  local walls=() rss=()
-  for _ in $(seq "$runs"); do
-    rm -rf "$out"; mkdir -p "$out"
-    [[ -z ${prep:-} ]] || bash -c "$prep"
-    sync
-    /usr/bin/time -f '%e %M' -o "$work/time.txt" bash -c "$*" > "$work/run.log" 2>&1 ||
-      { echo "$name failed:"; tail -5 "$work/run.log"; return 1; }
-    read -r w m < "$work/time.txt"
-    walls+=("$w"); rss+=("$m")
+  local -a names=() cmds=()
+  while (($# >= 2)); do names+=("$1"); cmds+=("$2"); shift 2; done
+  local -A walls=() rss=()
+  local r k
+  for r in $(seq "$runs"); do
+    for k in "${!names[@]}"; do
+      rm -rf "$out"; mkdir -p "$out"
+      [[ -z ${prep:-} ]] || bash -c "$prep"
+      sync
+      /usr/bin/time -f '%e %M' -o "$work/time.txt" bash -c "${cmds[$k]}" > "$work/run.log" 2>&1 ||
+        { echo "${names[$k]} failed:"; tail -5 "$work/run.log"; return 1; }
+      read -r w m < "$work/time.txt"
+      walls[$k]+="$w "; rss[$k]+="$m "
+    done
   done
-  local med_w med_m
-  med_w=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  med_m=$(printf '%s\n' "${rss[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  local mbs
-  mbs=$(awk -v b="$total_bytes" -v w="$med_w" 'BEGIN {printf "%.0f", b / 1e6 / w}')
-  results+=("$(printf '%-44s %8s %8s %10s   (runs: %s)' "$name" "$med_w" "$mbs" "$med_m" "${walls[*]}")")
-  echo "${results[-1]}"
+  for k in "${!names[@]}"; do
+    local med_w med_m mbs
+    med_w=$(printf '%s\n' ${walls[$k]} | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    med_m=$(printf '%s\n' ${rss[$k]} | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    mbs=$(awk -v b="$total_bytes" -v w="$med_w" 'BEGIN {printf "%.0f", b / 1e6 / w}')
+    results+=("$(printf '%-44s %8s %8s %10s   (runs: %s)' "${names[$k]}" "$med_w" "$mbs" "$med_m" "${walls[$k]% }")")
+    echo "${results[-1]}"
+  done
 }
 
 echo "model: $total_bytes bytes in $(wc -l < "$urls") files; median of $runs runs"
 printf '%-44s %8s %8s %10s\n' "what" "wall s" "MB/s" "RSS KiB"
 run "mc-engine download --jobs 8 (sha256 verified)" \
-  "$engine --progress none download hf://org/bench $out --jobs 8"
-run "mc-engine download --jobs 4 (sha256 verified)" \
-  "$engine --progress none download hf://org/bench $out --jobs 4"
-run "4 parallel curl (no verification)" \
-  "cd $out && xargs -P4 -n1 curl -sf -O < $urls"
-run "aria2c -x8 -s8 (no verification)" \
-  "aria2c -q -x8 -s8 -j4 --file-allocation=none --check-certificate=false -d $out -i $urls"
-run "curl each file in turn (no verification)" \
+  "$engine --progress none download hf://org/bench $out --jobs 8" \
+  "mc-engine download --jobs 4 (sha256 verified)" \
+  "$engine --progress none download hf://org/bench $out --jobs 4" \
+  "4 parallel curl (no verification)" \
+  "cd $out && xargs -P4 -n1 curl -sf -O < $urls" \
+  "aria2c -x8 -s8 (no verification)" \
+  "aria2c -q -x8 -s8 -j4 --file-allocation=none --check-certificate=false -d $out -i $urls" \
+  "curl each file in turn (no verification)" \
   "cd $out && xargs -n1 curl -sf -O < $urls"
 if [[ ${BUILDS:-1} == 1 ]] && command -v docker-registry >/dev/null; then
   reg_dir=$(mktemp -d /dev/shm/mc-dl-bench-reg-XXXXXX)
@@ -145,13 +153,13 @@ YML
   # no run finds the layer already there.
   for comp in gzip none; do
     run "build hf:// docker:// ($comp, streamed)" \
-      "$engine --progress none build hf://org/bench docker://$reg/s\$RANDOM\$RANDOM:b --compression $comp"
-    run "download, then build DIR docker:// ($comp)" \
+      "$engine --progress none build hf://org/bench docker://$reg/s\$RANDOM\$RANDOM:b --compression $comp" \
+      "download, then build DIR docker:// ($comp)" \
       "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m docker://$reg/d\$RANDOM\$RANDOM:b --compression $comp"
   done
   run "build hf:// oci:tmpfs (none, streamed)" \
-    "$engine --progress none build hf://org/bench oci:$layout:b --compression none"
-  run "download, then build DIR oci:tmpfs (none)" \
+    "$engine --progress none build hf://org/bench oci:$layout:b --compression none" \
+    "download, then build DIR oci:tmpfs (none)" \
     "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m oci:$layout:b --compression none"
   prep=
   rm -rf "$layout" "$reg_dir"
