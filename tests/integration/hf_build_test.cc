@@ -70,5 +70,30 @@ TEST(HfBuildTest, StreamedBuildEqualsDownloadThenBuild) {
   }
 }
 
+// Layers of at most 1 MiB, built two at a time: the streamer serves files opened
+// from two threads out of archive order, and the image is still the one a
+// directory build gives.
+TEST(HfBuildTest, StreamedLayersBuiltInParallelEqualTheDirectoryBuild) {
+  TempDir model, work;
+  MakeTestModel(model.path());
+  HubServer hub(model.path());
+  std::string output;
+  fs::path dir = work / "model";
+  ASSERT_EQ(hub.Engine("download hf://org/model " + Quote(dir), &output), 0) << output;
+  ASSERT_EQ(hub.Engine("build " + Quote(dir) + " oci:" + (work / "a").string() +
+                           ":t --max-layer-size 1M --compression zstd",
+                       &output),
+            0)
+      << output;
+  ASSERT_EQ(hub.Engine("build hf://org/model oci:" + (work / "b").string() +
+                           ":t --max-layer-size 1M --compression zstd",
+                       &output),
+            0)
+      << output;
+  auto a = Manifest(work / "a"), b = Manifest(work / "b");
+  EXPECT_GE(a["layers"].size(), 3u);
+  EXPECT_EQ(a, b);
+}
+
 }  // namespace
 }  // namespace mc::testing
