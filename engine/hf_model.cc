@@ -275,6 +275,7 @@ void HfStreamer::Work() {
     std::shared_ptr<FileState> st;
     size_t k = 0;
     std::unique_ptr<std::byte[]> buffer;
+    bool skip = false;  // the file already failed: its reader stops there
     {
       std::unique_lock lock(mu_);
       // The first queued segment whose file may take a buffer now.
@@ -290,6 +291,7 @@ void HfStreamer::Work() {
       if (stop_) return;
       std::tie(st, k) = std::move(*job);
       queue_.erase(job);
+      skip = st->failed;
       ++st->held;
       if (!st->opened) ++ahead_held_;
       if (!free_.empty()) {
@@ -301,7 +303,8 @@ void HfStreamer::Work() {
       }
     }
     Segment& seg = st->segments[k];
-    auto status = Fetch(*st, seg, buffer.get());
+    auto status = skip ? Fail(ErrorCode::kCancelled, "an earlier segment failed")
+                       : Fetch(*st, seg, buffer.get());
     std::unique_lock lock(mu_);
     if (status) {
       // Hash in file order; the earlier segments were queued first, so they

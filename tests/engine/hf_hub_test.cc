@@ -43,6 +43,7 @@ class FakeHub final : public registry::Transport {
   size_t page_size = 2;
   int rate_limited = 0;       // first N API calls answer 429 (RateLimit t=0)
   std::string corrupt;        // this file's bytes are flipped on the CDN
+  std::string gone;           // the CDN answers 404 for this file
   bool ignore_range = false;  // the CDN answers ranged GETs with 200
 
   oci::Result<HttpResponse> Send(HttpRequest req) override {
@@ -129,6 +130,7 @@ class FakeHub final : public registry::Transport {
   }
   HttpResponse Cdn(const std::string& rest, const std::string& range) {
     std::string path = rest.substr(0, rest.find('?'));
+    if (path == gone) return Reply(404, "<Error><Code>NoSuchKey</Code></Error>");
     std::string content = files.at(path);
     if (path == corrupt) content[content.size() / 2] ^= 1;
     return Ranged(content, range);
@@ -434,6 +436,27 @@ TEST(OpenHfModelTest, ReadsAheadWithinThePoolAndSurvivesAbandonedReaders) {
   EXPECT_EQ(ReadEntry(*in, "models/config.json", &err), hub->files["config.json"]);
   EXPECT_TRUE(ReadEntry(*in, "models/big2.safetensors", &err) == big2) << err.message;
   EXPECT_EQ(ReadEntry(*in, "models/empty", &err), "");
+  EXPECT_EQ(err.message, "");
+}
+
+// A file the CDN has lost: its reader fails with the CDN's answer, the
+// segments after the failure are not fetched, and the other files still read.
+TEST(OpenHfModelTest, AFailedFileStopsFetchingAndTheOthersStillRead) {
+  auto hub = MakeHub();
+  hub->gone = "big.safetensors";  // 17 segments of 64 KiB
+  HfModelOptions o;
+  o.hub = Options();
+  o.segment_size = 64 << 10;
+  o.prefetch = 2;
+  auto in = OpenHfModel(hub, "hf://org/m", o);
+  ASSERT_TRUE(in) << in.error().message;
+  oci::Error err;
+  ReadEntry(*in, "models/big.safetensors", &err);
+  EXPECT_EQ(err.code, ErrorCode::kNotFound) << err.message;
+  EXPECT_LE(CdnRequestsFor(*hub, "big.safetensors"), 4u) << "kept fetching a failed file";
+  err = {};
+  EXPECT_EQ(ReadEntry(*in, "models/config.json", &err), hub->files["config.json"]);
+  EXPECT_EQ(ReadEntry(*in, "models/a/c.txt", &err), "small");
   EXPECT_EQ(err.message, "");
 }
 
