@@ -142,6 +142,7 @@ class HfStreamer::Reader final : public oci::Reader {
   }
 
   oci::Result<size_t> Read(std::span<std::byte> out) override {
+    if (error_) return std::unexpected(*error_);  // sticky: never hand out bytes after it
     while (pos_ == length_) {
       std::unique_lock lock(owner_->mu_);
       if (current_) owner_->Release(*st_, std::move(current_));
@@ -155,14 +156,22 @@ class HfStreamer::Reader final : public oci::Reader {
       Segment& seg = st_->segments[next_];
       owner_->cv_.wait(lock, [&] { return seg.ready || owner_->stop_; });
       if (!seg.ready) return Fail(ErrorCode::kCancelled, "hf:// streaming stopped");
-      if (seg.error) return std::unexpected(*seg.error);
+      if (seg.error) {
+        error_ = seg.error;
+        return std::unexpected(*error_);
+      }
       current_ = std::move(seg.buffer);
       length_ = seg.length;
       pos_ = 0;
       ++next_;
       // Every byte is hashed once the last segment is ready: verify before
       // handing it out (the tar writer never reads past the last byte).
-      if (next_ == st_->segments.size()) MC_RETURN_IF_ERROR(Verify());
+      if (next_ == st_->segments.size()) {
+        if (auto v = Verify(); !v) {
+          error_ = v.error();
+          return std::unexpected(*error_);
+        }
+      }
     }
     size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), length_ - pos_));
     std::memcpy(out.data(), current_.get() + pos_, n);
@@ -187,6 +196,7 @@ class HfStreamer::Reader final : public oci::Reader {
   uint64_t length_ = 0, pos_ = 0;
   size_t next_ = 0;
   bool verified_empty_ = false;
+  std::optional<oci::Error> error_;
 };
 
 std::shared_ptr<HfStreamer::FileState> HfStreamer::Queue(size_t i) {

@@ -387,6 +387,21 @@ TEST(OpenHfModelTest, EntriesUnderThePrefixAndVerifiedStreams) {
   err = {};
   ReadEntry(*in, "models/a/b/weights.bin", &err);
   EXPECT_EQ(err.code, ErrorCode::kVerificationFailed) << err.message;
+  // The failure sticks: the unverified bytes are never handed out after it.
+  for (const auto& e : in->entries) {
+    if (e.name != "models/a/b/weights.bin") continue;
+    auto reader = in->content(e);
+    ASSERT_TRUE(reader);
+    std::vector<std::byte> buf(1 << 20);
+    oci::Result<size_t> n = size_t{0};
+    do n = (*reader)->Read(buf);
+    while (n && *n > 0);
+    ASSERT_FALSE(n);
+    EXPECT_EQ(n.error().code, ErrorCode::kVerificationFailed);
+    auto again = (*reader)->Read(buf);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, ErrorCode::kVerificationFailed);
+  }
 }
 
 size_t CdnRequestsFor(FakeHub& hub, const std::string& file) {
