@@ -358,13 +358,18 @@ std::string ReadEntry(const ModelInput& in, const std::string& name, oci::Error*
   return "";
 }
 
-TEST(OpenHfModelTest, EntriesUnderThePrefixAndVerifiedStreams) {
-  auto hub = MakeHub();
+// OpenHfModel over `hub` with 64 KiB segments and `prefetch` workers.
+oci::Result<ModelInput> OpenStreamed(const std::shared_ptr<FakeHub>& hub, int prefetch) {
   HfModelOptions o;
   o.hub = Options();
   o.segment_size = 64 << 10;
-  o.prefetch = 3;
-  auto in = OpenHfModel(hub, "hf://org/m", o);
+  o.prefetch = prefetch;
+  return OpenHfModel(hub, "hf://org/m", o);
+}
+
+TEST(OpenHfModelTest, EntriesUnderThePrefixAndVerifiedStreams) {
+  auto hub = MakeHub();
+  auto in = OpenStreamed(hub, 3);
   ASSERT_TRUE(in) << in.error().message;
   EXPECT_EQ(in->source, "hf://org/m");
   EXPECT_EQ(in->revision, hub->commit);
@@ -418,11 +423,7 @@ TEST(OpenHfModelTest, ReadsAheadWithinThePoolAndSurvivesAbandonedReaders) {
   std::string big2(40 << 16, 'x');
   for (size_t i = 0; i < big2.size(); ++i) big2[i] = static_cast<char>(i * 7 % 251);
   hub->files["big2.safetensors"] = big2;  // after big.safetensors in archive order
-  HfModelOptions o;
-  o.hub = Options();
-  o.segment_size = 64 << 10;
-  o.prefetch = 4;  // a pool of 5 buffers; a file not opened yet gets at most 2
-  auto in = OpenHfModel(hub, "hf://org/m", o);
+  auto in = OpenStreamed(hub, 4);  // a pool of 5 buffers; a file not opened yet gets at most 2
   ASSERT_TRUE(in) << in.error().message;
   auto entry = [&](const std::string& name) {
     for (const auto& e : in->entries) {
@@ -459,11 +460,7 @@ TEST(OpenHfModelTest, ReadsAheadWithinThePoolAndSurvivesAbandonedReaders) {
 TEST(OpenHfModelTest, AFailedFileStopsFetchingAndTheOthersStillRead) {
   auto hub = MakeHub();
   hub->gone = "big.safetensors";  // 17 segments of 64 KiB
-  HfModelOptions o;
-  o.hub = Options();
-  o.segment_size = 64 << 10;
-  o.prefetch = 2;
-  auto in = OpenHfModel(hub, "hf://org/m", o);
+  auto in = OpenStreamed(hub, 2);
   ASSERT_TRUE(in) << in.error().message;
   oci::Error err;
   ReadEntry(*in, "models/big.safetensors", &err);
