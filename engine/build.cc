@@ -15,7 +15,6 @@
 #include <ctime>
 #include <filesystem>
 #include <future>
-#include <map>
 #include <set>
 #include <thread>
 

@@ -83,7 +83,6 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
     std::optional<oci::Error> error;
   };
   struct FileState {
-    const File* file = nullptr;
     FileLocation loc;
     std::mutex locate_mu;
     bool located = false;
@@ -183,7 +182,7 @@ class HfStreamer::Reader final : public oci::Reader {
   oci::Result<void> Verify() const {
     const auto& expected = st_->hasher->expected();
     if (!expected.empty() && st_->hasher->HexDigest() != expected) {
-      return Fail(ErrorCode::kVerificationFailed, st_->loc.repo_id + "/" + st_->file->file.path +
+      return Fail(ErrorCode::kVerificationFailed, st_->loc.repo_id + "/" + st_->loc.file.path +
                                                       ": content does not match its listed hash " +
                                                       expected);
     }
@@ -201,7 +200,6 @@ class HfStreamer::Reader final : public oci::Reader {
 
 std::shared_ptr<HfStreamer::FileState> HfStreamer::Queue(size_t i) {
   auto st = std::make_shared<FileState>();
-  st->file = &files_[i];
   st->loc.repo_id = repo_id_;
   st->loc.commit = commit_;
   st->loc.file = files_[i].file;

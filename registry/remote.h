@@ -71,9 +71,9 @@ class RegistryDestination final : public oci::ImageDestination {
   oci::Result<std::unique_ptr<oci::BlobWriter>> BeginResumable(
       const oci::BlobHint& hint, const std::optional<UploadState>& resume,
       std::function<void(const UploadState&)> on_progress);
-  // PUT by tag, or by digest when no tag is given.
   // HEAD on the manifest.
   oci::Result<std::optional<oci::Digest>> ManifestDigest(const std::string& tag_or_digest) override;
+  // PUT by tag, or by digest when no tag is given.
   oci::Result<void> PutManifest(const oci::RawManifest& manifest,
                                 const std::optional<std::string>& tag) override;
   std::string Describe() const override { return "docker://" + ref_.String(); }

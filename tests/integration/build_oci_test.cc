@@ -351,42 +351,26 @@ TEST_F(BuildOciTest, StrictModelcarContractChecksTheBaseTools) {
   WriteBaseLayout(tmp_ / "merged", {"sh", "ln", "sleep", "ls"}, /*merged_usr=*/true);
   WriteBaseLayout(tmp_ / "merged-poor", {"sh", "ls"}, /*merged_usr=*/true);
   std::string out;
+  // Builds the model into oci:tmp_/OUT with FLAGS on BASE's layout ("" = scratch).
+  auto build = [&](const std::string& base, const std::string& dest, const std::string& flags) {
+    std::string base_flag =
+        base.empty() ? "" : " --base oci:" + Quote((tmp_ / base / "layout").string()) + ":base";
+    return Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
+                  " oci:" + Quote((tmp_ / dest).string()) + ":t " + flags + base_flag,
+              &out);
+  };
   for (const char* good : {"good", "merged"}) {
-    EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
-                     " oci:" + Quote((tmp_ / ("o1-" + std::string(good))).string()) +
-                     ":t --strict --base oci:" + Quote((tmp_ / good / "layout").string()) + ":base",
-                 &out),
-              0)
-        << good << ": " << out;
+    EXPECT_EQ(build(good, "o1-" + std::string(good), "--strict"), 0) << good << ": " << out;
     EXPECT_EQ(out.find("warning"), std::string::npos) << good << ": " << out;
   }
-  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
-                   " oci:" + Quote((tmp_ / "o1-mp").string()) + ":t --strict --base oci:" +
-                   Quote((tmp_ / "merged-poor/layout").string()) + ":base",
-               &out),
-            2)
-      << out;
+  EXPECT_EQ(build("merged-poor", "o1-mp", "--strict"), 2) << out;
   EXPECT_NE(out.find("lacks ln, sleep"), std::string::npos) << out;
-  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
-                   " oci:" + Quote((tmp_ / "o2").string()) +
-                   ":t --strict --base oci:" + Quote((tmp_ / "poor/layout").string()) + ":base",
-               &out),
-            2)
-      << out;
+  EXPECT_EQ(build("poor", "o2", "--strict"), 2) << out;
   EXPECT_NE(out.find("lacks ln, sleep, ls"), std::string::npos) << out;
   // Without --strict it is a warning and the image is built.
-  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
-                   " oci:" + Quote((tmp_ / "o3").string()) +
-                   ":t --base oci:" + Quote((tmp_ / "poor/layout").string()) + ":base",
-               &out),
-            0)
-      << out;
+  EXPECT_EQ(build("poor", "o3", ""), 0) << out;
   EXPECT_NE(out.find("warning: the base image"), std::string::npos) << out;
-  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
-                   " oci:" + Quote((tmp_ / "o4").string()) + ":t --strict",
-               &out),
-            2)
-      << out;
+  EXPECT_EQ(build("", "o4", "--strict"), 2) << out;
   EXPECT_NE(out.find("scratch"), std::string::npos) << out;
 }
 
