@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "oci/buffer.h"
 #include "oci/digest.h"
 #include "oci/error.h"
 #include "oci/image.h"
@@ -41,6 +42,11 @@ class BlobWriter : public Writer {
   virtual Result<void> Commit(const Digest& digest, uint64_t size) = 0;
   // Discards what was written. Safe to call more than once.
   virtual void Abort() = 0;
+  // Writes a whole buffer, handing it over: a writer that keeps bytes until
+  // they are acknowledged (a registry upload) keeps the buffer itself instead
+  // of copying it, and releases it to its pool when done. The default writes
+  // the bytes and releases the buffer at once.
+  virtual Result<void> WriteBuffer(Buffer buffer) { return Write(buffer.bytes()); }
   // Bytes the destination already holds from an earlier, interrupted attempt.
   // The producer still writes the whole stream; the writer drops the prefix.
   virtual uint64_t resume_offset() const { return 0; }
