@@ -14,9 +14,9 @@
 //
 // Retries live at exactly one level: here. Requests are marked no_retry so a
 // retry decorator under us sends them once; we retry 429 after the server's
-// RateLimit `t=` (or Retry-After), 408/5xx and broken connections with
-// exponential backoff, and a body broken mid-range resumes at the byte it
-// stopped at.
+// RateLimit `t=` (or Retry-After), 408/5xx and broken connections with the
+// shared backoff policy (registry/retry.h: full jitter), and a body broken
+// mid-range resumes at the byte it stopped at.
 #include "engine/hf_hub.h"
 
 #include <algorithm>
@@ -105,14 +105,6 @@ bool HfClient::IsHubUrl(std::string_view url) const {
   return !hub_origin_.empty() && UrlOrigin(url) == hub_origin_;
 }
 
-std::chrono::milliseconds HfClient::Backoff(int attempt) const {
-  thread_local std::mt19937 rng{std::random_device{}()};
-  auto base = options_.backoff_base.count() << std::min(attempt, 16);
-  auto capped = std::min<int64_t>(base, options_.backoff_max.count());
-  std::uniform_int_distribution<int64_t> jitter(capped / 2, std::max<int64_t>(capped, 1));
-  return std::chrono::milliseconds(jitter(rng));
-}
-
 oci::Result<HttpResponse> HfClient::SendOnce(HttpRequest request,
                                              const registry::BodyHandler* handler) const {
   // Authorization only for the Hub's own origin (protocols.md 5.1, Pitfalls).
@@ -151,14 +143,16 @@ oci::Result<HttpResponse> HfClient::Send(HttpRequest request,
     } else if (!IsRetryableStatus(response->status) || last) {
       return response;
     } else {
+      // A 429's RateLimit t= (or Retry-After) wins over the jittered delay.
       auto wait = response->status == 429 ? HfRetryAfter(*response) : std::nullopt;
-      auto delay = wait ? *wait + std::chrono::milliseconds(100) : Backoff(attempt);
+      if (wait) *wait += std::chrono::milliseconds(100);
       registry::Log()->info("{} {}: HTTP {}; retrying in {} ms", request.method,
-                            registry::RedactUrl(request.url), response->status, delay.count());
-      std::this_thread::sleep_for(delay);
+                            registry::RedactUrl(request.url), response->status,
+                            options_.backoff.Delay(attempt, wait).count());
+      options_.backoff.Wait(attempt, wait);
       continue;
     }
-    std::this_thread::sleep_for(Backoff(attempt));
+    options_.backoff.Wait(attempt);
   }
 }
 
@@ -431,7 +425,7 @@ oci::Result<void> HfClient::FetchRange(FileLocation& loc, uint64_t offset, uint6
       return Fail(ErrorCode::kNetwork, status.error().message + " (after retries)");
     }
     registry::Log()->debug("{}: {}; resuming at byte {}", what, status.error().message, pos);
-    std::this_thread::sleep_for(Backoff(failures));
+    options_.backoff.Wait(failures);
   }
   return {};
 }

@@ -27,6 +27,7 @@
 
 #include "engine/build.h"
 #include "oci/error.h"
+#include "registry/retry.h"
 #include "registry/transport.h"
 
 namespace mc::engine {
@@ -74,8 +75,9 @@ struct HfClientOptions {
   std::string token;     // "" = anonymous
   // Retries of one request on 429, 408, 5xx and broken connections.
   int retry_times = 5;
-  std::chrono::milliseconds backoff_base{500};
-  std::chrono::milliseconds backoff_max{30'000};
+  // The shared policy (registry/retry.h); tests inject a fake sleeper.
+  registry::BackoffPolicy backoff{
+      std::chrono::milliseconds(500), std::chrono::milliseconds(30'000), {}, {}};
 };
 
 // Where the bytes of one file are, shared by all fetches of that file. When a
@@ -140,7 +142,6 @@ class HfClient {
  private:
   oci::Result<registry::HttpResponse> SendOnce(registry::HttpRequest request,
                                                const registry::BodyHandler* handler) const;
-  std::chrono::milliseconds Backoff(int attempt) const;
   // One ranged GET whose 2xx body streams to `handler`.
   oci::Result<registry::HttpResponse> OpenRange(FileLocation& loc, uint64_t begin, uint64_t end,
                                                 int* reresolves,

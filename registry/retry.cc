@@ -24,13 +24,8 @@ class RetryTransport final : public Transport {
  public:
   RetryTransport(std::shared_ptr<Transport> inner, RetryOptions o)
       : inner_(std::move(inner)), o_(std::move(o)) {
-    if (!o_.sleeper) o_.sleeper = [](milliseconds d) { std::this_thread::sleep_for(d); };
-    if (!o_.random) {
-      o_.random = [] {
-        thread_local std::mt19937_64 gen{std::random_device{}()};
-        return std::uniform_real_distribution<double>(0.0, 1.0)(gen);
-      };
-    }
+    if (!o_.sleeper) o_.sleeper = DefaultSleeper();
+    if (!o_.random) o_.random = DefaultUnitRandom();
   }
 
   oci::Result<HttpResponse> Send(HttpRequest request) override {
@@ -71,6 +66,28 @@ class RetryTransport final : public Transport {
 };
 
 }  // namespace
+
+Sleeper DefaultSleeper() {
+  return [](milliseconds d) { std::this_thread::sleep_for(d); };
+}
+
+UnitRandom DefaultUnitRandom() {
+  return [] {
+    thread_local std::mt19937_64 gen{std::random_device{}()};
+    return std::uniform_real_distribution<double>(0.0, 1.0)(gen);
+  };
+}
+
+milliseconds BackoffPolicy::Delay(int attempt, std::optional<milliseconds> retry_after) const {
+  return ComputeRetryDelay(attempt, base, ceiling, retry_after,
+                           random ? random : DefaultUnitRandom());
+}
+
+milliseconds BackoffPolicy::Wait(int attempt, std::optional<milliseconds> retry_after) const {
+  milliseconds d = Delay(attempt, retry_after);
+  if (d.count() > 0) (sleeper ? sleeper : DefaultSleeper())(d);
+  return d;
+}
 
 milliseconds ComputeRetryDelay(int attempt, milliseconds base, milliseconds ceiling,
                                std::optional<milliseconds> retry_after, const UnitRandom& rng) {

@@ -28,6 +28,29 @@ std::chrono::milliseconds ComputeRetryDelay(int attempt, std::chrono::millisecon
                                             std::optional<std::chrono::milliseconds> retry_after,
                                             const UnitRandom& rng);
 
+// The process's defaults: std::this_thread::sleep_for, and a per-thread
+// Mersenne Twister seeded from std::random_device.
+Sleeper DefaultSleeper();
+UnitRandom DefaultUnitRandom();
+
+// The one backoff policy of mc-engine: every loop that waits before trying
+// again (the retry decorator, upload recovery, ranged blob reads, the Hugging
+// Face client) computes its delay here, so they all jitter the same way,
+// honour Retry-After the same way, and take a fake clock in tests.
+struct BackoffPolicy {
+  std::chrono::milliseconds base{500};
+  std::chrono::milliseconds ceiling{30'000};
+  Sleeper sleeper;    // empty: DefaultSleeper()
+  UnitRandom random;  // empty: DefaultUnitRandom()
+
+  // ComputeRetryDelay with this policy's numbers and generator.
+  std::chrono::milliseconds Delay(int attempt,
+                                  std::optional<std::chrono::milliseconds> retry_after = {}) const;
+  // Sleeps Delay(attempt, retry_after) through the sleeper; returns the delay.
+  std::chrono::milliseconds Wait(int attempt,
+                                 std::optional<std::chrono::milliseconds> retry_after = {}) const;
+};
+
 // Parses a Retry-After value: delay-seconds or an HTTP-date (IMF-fixdate,
 // RFC 9110 §10.2.3) relative to `now`. nullopt when unparsable; a date in the
 // past gives 0.

@@ -143,7 +143,7 @@ HfClientOptions Options(std::string token = "") {
   HfClientOptions o;
   o.endpoint = "http://hub.test";
   o.token = std::move(token);
-  o.backoff_base = std::chrono::milliseconds(1);
+  o.backoff.base = std::chrono::milliseconds(1);
   return o;
 }
 
