@@ -5,6 +5,7 @@
 // flag is given. With --metadata and no SRC, the source is the image the
 // build recorded (image.reference + image.digest), copied by digest.
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,8 +34,19 @@ struct CopyFlags {
   std::string digestfile;
   std::string metadata;
   std::string platform;
+  std::optional<std::string> cache_dir;
+  bool no_cache = false;
   int jobs = 4;
 };
+
+// Where a copy keeps its per-blob upload state when --cache-dir is not given:
+// the user's cache ($XDG_CACHE_HOME or ~/.cache), so a re-run resumes by
+// default. Tekton tasks should pass a directory on their workspace instead.
+std::string DefaultCacheDir() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/mc-engine";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/mc-engine";
+  return "";
+}
 
 engine::RemoteSettings SettingsFor(const CopyFlags& f, const SideFlags& side,
                                    const std::string& name, int verbose) {
@@ -98,6 +110,7 @@ oci::Result<void> RunCopy(const CopyFlags& f, Context& ctx) {
   opts.jobs = f.jobs;
   opts.retry_times = f.common.retry_times;
   opts.progress = &ctx.progress;
+  if (!f.no_cache) opts.resume_dir = f.cache_dir.value_or(DefaultCacheDir());
 
   int verbose = ctx.global.verbose;
   MC_ASSIGN_OR_RETURN(engine::ImageLocation src_loc, engine::ParseImageLocation(src_text));
@@ -164,6 +177,10 @@ void SetupCopy(CLI::App& app, Context& ctx) {
       "publish-metadata.json: append a mirrors[] entry; the source when SRC is omitted");
   cmd->add_option("--platform", f->platform, "copy only this OS/ARCH[/VARIANT] of an index");
   cmd->add_option("--jobs", f->jobs, "blobs transferred at once")->default_val(4);
+  cmd->add_option("--cache-dir", f->cache_dir,
+                  "state directory for resuming interrupted blob uploads on the next run "
+                  "(default: $XDG_CACHE_HOME/mc-engine or ~/.cache/mc-engine)");
+  cmd->add_flag("--no-cache", f->no_cache, "keep no upload state: an interrupted copy starts over");
   cmd->callback([f, &ctx] { ctx.run = [f, &ctx] { return RunCopy(*f, ctx); }; });
 }
 

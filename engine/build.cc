@@ -22,10 +22,10 @@
 #include "engine/cancel.h"
 #include "engine/copy.h"
 #include "engine/download.h"
+#include "engine/resume_slot.h"
 #include "oci/media_types.h"
 #include "oci/tar_list.h"
 #include "registry/log.h"
-#include "registry/remote.h"
 
 namespace mc::engine {
 namespace {
@@ -188,39 +188,39 @@ std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries
 }
 
 // Registry uploads survive the process: after every acknowledged chunk the
-// session URL and offset go to the cache dir; a re-run (same build key) resumes
-// the session, regenerating and hashing the bytes before the offset but not
-// re-sending them. The layer stream is deterministic, which is what makes this sound.
-std::function<Result<std::unique_ptr<oci::BlobWriter>>(const oci::BlobHint&)> ResumableBegin(
-    oci::BlobSink& sink, const BuildCache* cache, const std::string& key, size_t layer) {
-  auto* reg = dynamic_cast<registry::RegistryDestination*>(&sink);
-  if (!reg || !cache || key.empty()) return nullptr;
-  std::filesystem::path state =
-      cache->dir() / "uploads" / (key + "-" + std::to_string(layer) + ".json");
-  return [reg, state](const oci::BlobHint& hint) -> Result<std::unique_ptr<oci::BlobWriter>> {
-    std::optional<registry::UploadState> resume;
-    if (auto bytes = oci::ReadFileToString(state)) {
-      json j = json::parse(*bytes, nullptr, false);
-      if (j.is_object() && j.contains("url") && j.contains("offset")) {
-        resume = registry::UploadState{j["url"].get<std::string>(), j["offset"].get<uint64_t>()};
-        registry::Log()->info("resuming the upload of layer {} at byte {}", state.stem().string(),
-                              resume->offset);
-      }
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(state.parent_path(), ec);
-    return reg->BeginResumable(hint, resume, [state](const registry::UploadState& s) {
-      json j = {{"url", s.url}, {"offset", s.offset}};
-      (void)oci::WriteFileAtomic(state, j.dump(), 0600);
-    });
-  };
+// session URL and offset go to a resume slot in the cache dir; a re-run (same
+// build key) asks the registry how much of that session it holds and resumes
+// it, regenerating and hashing the bytes before that offset but not sending
+// them. The layer stream is deterministic, which is what makes this sound —
+// and what lets us build and send a layer again when the registry lost its
+// session mid-blob (distribution drops a session that a broken PATCH wrote
+// into): kTransient from the sink means exactly that.
+std::shared_ptr<oci::ResumeSlot> LayerSlot(const BuildCache* cache, const std::string& key,
+                                           size_t layer) {
+  if (!cache || key.empty()) return nullptr;
+  return UploadResumeSlot(cache->dir(), key + "-" + std::to_string(layer));
 }
 
-void ForgetUpload(const BuildCache* cache, const std::string& key, size_t layer) {
-  if (!cache || key.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove(cache->dir() / "uploads" / (key + "-" + std::to_string(layer) + ".json"),
-                          ec);
+constexpr int kLayerAttempts = 3;
+
+Result<BuiltLayer> BuildOneLayer(const std::vector<oci::TarEntry>& group, LayerBuildOptions lo,
+                                 oci::BlobSink& sink, const BuildCache* cache,
+                                 const std::string& key, size_t index) {
+  for (int attempt = 1;; ++attempt) {
+    lo.resume = LayerSlot(cache, key, index);
+    auto r = BuildLayer(group, lo, sink);
+    if (r || r.error().code != ErrorCode::kTransient || attempt >= kLayerAttempts || Cancelled()) {
+      if (!r && r.error().code == ErrorCode::kTransient) {
+        // Out of whole-layer attempts: a network failure after retries (exit 6).
+        oci::Error e = r.error().Wrap("after " + std::to_string(attempt) + " attempts");
+        e.code = ErrorCode::kNetwork;
+        return std::unexpected(e);
+      }
+      return r;
+    }
+    registry::Log()->warn("layer {}: {}; building and sending it again (attempt {} of {})",
+                          index + 1, r.error().message, attempt + 1, kLayerAttempts);
+  }
 }
 
 Result<std::vector<BuiltLayer>> BuildModelLayers(
@@ -244,13 +244,11 @@ Result<std::vector<BuiltLayer>> BuildModelLayers(
       lo.jobs = o.jobs;
       lo.mtime = o.mtime;
       lo.content = input.content;
-      lo.begin = ResumableBegin(sink, cache, key, i);
       if (progress) {
         lo.progress = progress->Start("build", "layer " + std::to_string(i + 1), total);
       }
-      auto r = BuildLayer(groups[i], lo, sink);
+      auto r = BuildOneLayer(groups[i], std::move(lo), sink, cache, key, i);
       if (r) {
-        ForgetUpload(cache, key, i);
         layers[i] = std::move(*r);
       } else {
         errors[i] = r.error();

@@ -105,8 +105,8 @@ struct LayerBuildOptions {
   int64_t mtime = 0;
   ContentOpener content;  // for entries without `source`
   std::shared_ptr<ProgressTask> progress;
-  // Starts the blob instead of sink.Begin (resumable registry uploads).
-  std::function<oci::Result<std::unique_ptr<oci::BlobWriter>>(const oci::BlobHint&)> begin;
+  // Where a resumable sink keeps the upload session across runs (BlobHint::resume).
+  std::shared_ptr<oci::ResumeSlot> resume;
 };
 
 // The layer pipeline: tar → shard → compress (jobs threads) → reorder → sink,

@@ -34,6 +34,7 @@
 
 #include "engine/cancel.h"
 #include "engine/copy_internal.h"
+#include "engine/resume_slot.h"
 #include "oci/media_types.h"
 #include "registry/log.h"
 
@@ -331,6 +332,10 @@ Result<Outcome> Copier::Transfer(const Descriptor& d) {
   if (!have) return oci::Wrap(have.error(), DestSide() + ": checking blob " + d.digest.Short());
   if (*have) return Outcome::kPresent;
   oci::BlobHint hint{d.digest, d.size, d.media_type, opts_.mount_from};
+  // One slot per destination and digest: a re-run of the same copy finds it.
+  hint.resume = UploadResumeSlot(
+      opts_.resume_dir,
+      "copy-" + oci::Digest::Of(dest_.Describe()).hex().substr(0, 16) + "-" + d.digest.hex());
   for (int attempt = 0;; ++attempt) {
     hint.checked_absent = attempt == 0;
     auto w = dest_.Begin(hint);
@@ -345,6 +350,10 @@ Result<Outcome> Copier::Transfer(const Descriptor& d) {
     if (r) {
       bytes_ += *r;
       return Outcome::kCopied;
+    }
+    if (r.error().code == ErrorCode::kCancelled) {
+      (*w)->Suspend();  // the next run resumes this upload
+      return std::unexpected(r.error());
     }
     (*w)->Abort();
     if (!IsRetryable(r.error()) || attempt >= opts_.retry_times) return std::unexpected(r.error());

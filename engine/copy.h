@@ -41,6 +41,10 @@ struct CopyOptions {
   // At most `range_streams` chunks per blob and `max_ranged_blobs` such blobs
   // are in flight (plus the one being consumed), which bounds memory
   // (default 2 × 5 × 8 MiB; the destination's upload buffers a chunk too).
+  // Directory for per-blob upload state (resume_slot.h): a copy interrupted by
+  // SIGINT/SIGTERM, kill -9 or a lost connection continues its blob uploads
+  // where the destination registry says they stopped ("" = no cross-run resume).
+  std::string resume_dir;
   uint64_t range_threshold = 64ull << 20;
   uint64_t range_chunk = 8ull << 20;
   int range_streams = 4;

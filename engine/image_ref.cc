@@ -1,5 +1,9 @@
 #include "engine/image_ref.h"
 
+#include <algorithm>
+
+#include "engine/cancel.h"
+
 #include "oci/layout.h"
 #include "registry/reference.h"
 #include "registry/remote.h"
@@ -61,6 +65,11 @@ registry::RemoteOptions ToRemoteOptions(const RemoteSettings& s) {
   o.creds = s.creds;
   if (!s.side.empty()) o.side = s.side;
   if (s.chunk_size > 0) o.upload.chunk_size = s.chunk_size;
+  // SIGINT/SIGTERM stop an upload between chunks, its session kept for the next run.
+  o.upload.cancelled = [] { return Cancelled(); };
+  // --retry-times bounds upload recovery too: each retry of a request is
+  // about two recovery attempts of a chunk (the PATCH and the status GET).
+  o.upload.max_attempts = std::max(1, 2 * s.transport.retry_times);
   return o;
 }
 

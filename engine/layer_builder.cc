@@ -281,7 +281,8 @@ Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
                       oci::Codec::Create(options.compression, options.compression_level));
   oci::BlobHint hint;
   hint.media_type = std::string(oci::LayerMediaType(options.compression));
-  MC_ASSIGN_OR_RETURN(auto writer, options.begin ? options.begin(hint) : sink.Begin(hint));
+  hint.resume = options.resume;
+  MC_ASSIGN_OR_RETURN(auto writer, sink.Begin(hint));
 
   const bool none = options.compression == oci::Compression::kNone;
   BuiltLayer layer;
@@ -291,23 +292,31 @@ Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
   ShardingWriter sharder(pipeline, options.progress.get(), /*hash=*/!none);
   auto produced = WriteEntries(entries, options, sharder, layer);
   if (produced) produced = sharder.Close();
+  // Interrupted: keep what the destination holds for the next run; any other
+  // failure discards it.
+  auto stop = [&](const Error& e) {
+    if (e.code == ErrorCode::kCancelled) {
+      writer->Suspend();
+    } else {
+      writer->Abort();
+    }
+    return std::unexpected(e);
+  };
   if (!produced) {
     pipeline.Fail(produced.error());
     (void)pipeline.Finish();
-    writer->Abort();
-    return std::unexpected(produced.error());
+    return stop(produced.error());
   }
   auto digest = pipeline.Finish();
-  if (!digest) {
-    writer->Abort();
-    return std::unexpected(digest.error());
-  }
+  if (!digest) return stop(digest.error());
   layer.diff_id = none ? *digest : sharder.diff_id();
   layer.tar_size = sharder.tar_size();
   layer.descriptor.media_type = hint.media_type;
   layer.descriptor.digest = *digest;
   layer.descriptor.size = static_cast<int64_t>(pipeline.output_bytes());
-  MC_RETURN_IF_ERROR(writer->Commit(layer.descriptor.digest, pipeline.output_bytes()));
+  if (auto c = writer->Commit(layer.descriptor.digest, pipeline.output_bytes()); !c) {
+    return stop(c.error());
+  }
   if (options.progress) options.progress->Finish();
   return layer;
 }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "oci/buffer.h"
 #include "oci/digest.h"
@@ -21,6 +22,22 @@
 #include "oci/io.h"
 
 namespace mc::oci {
+
+// Where a resumable writer keeps what a later run needs to continue an
+// interrupted blob (a registry upload session's URL and acknowledged offset).
+// The state is opaque to the caller and advisory: a writer that cannot use
+// what Load() returns (stale, unreadable, from another version) starts the
+// blob afresh. Thread guarantee: one writer uses a slot at a time.
+class ResumeSlot {
+ public:
+  virtual ~ResumeSlot() = default;
+  // What an earlier Save() stored; nullopt when there is nothing (or it is unreadable).
+  virtual std::optional<std::string> Load() = 0;
+  // Replaces the stored state (atomically: a crash leaves the old or the new one).
+  virtual void Save(std::string_view state) = 0;
+  // Forgets the state (the blob was committed or abandoned for good).
+  virtual void Clear() = 0;
+};
 
 struct BlobHint {
   std::optional<Digest> digest;  // known up front when copying
@@ -31,6 +48,11 @@ struct BlobHint {
   // The caller has just asked Exists(digest) and got false: the sink skips its
   // own existence check (one HEAD less per copied blob).
   bool checked_absent = false;
+  // Set when the producer can write the same stream again in a later run (a
+  // deterministic layer, a copied blob): a writer that supports resuming
+  // continues the session found in the slot, keeps the slot up to date after
+  // every acknowledged piece, and clears it on Commit and Abort (not on Suspend).
+  std::shared_ptr<ResumeSlot> resume;
 };
 
 // One blob being written. One thread at a time. Destroying an uncommitted
@@ -42,6 +64,11 @@ class BlobWriter : public Writer {
   virtual Result<void> Commit(const Digest& digest, uint64_t size) = 0;
   // Discards what was written. Safe to call more than once.
   virtual void Abort() = 0;
+  // Stops without discarding what the destination holds (SIGINT/SIGTERM): a
+  // resumable writer lets the piece on the wire finish, keeps the session and
+  // its resume slot, so a later run continues where this one stopped. The
+  // default is Abort(). Safe to call more than once; the writer is finished after it.
+  virtual void Suspend() { Abort(); }
   // Writes a whole buffer, handing it over: a writer that keeps bytes until
   // they are acknowledged (a registry upload) keeps the buffer itself instead
   // of copying it, and releases it to its pool when done. The default writes

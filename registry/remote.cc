@@ -9,6 +9,8 @@
 // (2.4), so mounts use their own client whose scopes include it.
 #include "registry/remote.h"
 
+#include <nlohmann/json.hpp>
+
 #include "registry/auth.h"
 #include "registry/credentials.h"
 #include "registry/curl_transport.h"
@@ -24,12 +26,14 @@ class RegistryBlobWriter final : public oci::BlobWriter {
   // Nothing to upload (present or mounted).
   explicit RegistryBlobWriter(std::optional<oci::Digest> known)
       : known_(std::move(known)), done_(true) {}
-  explicit RegistryBlobWriter(std::unique_ptr<UploadSession> session)
-      : session_(std::move(session)) {}
+  // `slot`: where the session is persisted (null: not resumable).
+  RegistryBlobWriter(std::unique_ptr<UploadSession> session, std::shared_ptr<oci::ResumeSlot> slot)
+      : session_(std::move(session)), slot_(std::move(slot)) {}
   ~RegistryBlobWriter() override { Abort(); }
 
   oci::Result<void> Write(std::span<const std::byte> data) override {
     if (done_) return {};  // the caller may write anyway; the registry has the blob
+    if (!session_) return oci::Fail(oci::ErrorCode::kInternal, "write to a finished upload");
     return session_->Write(data);
   }
   oci::Result<void> Commit(const oci::Digest& digest, uint64_t size) override {
@@ -40,13 +44,28 @@ class RegistryBlobWriter final : public oci::BlobWriter {
       }
       return {};
     }
+    if (!session_) return oci::Fail(oci::ErrorCode::kInternal, "commit of a finished upload");
     MC_RETURN_IF_ERROR(session_->Commit(digest, size));
     session_.reset();
     done_ = true;
+    if (slot_) slot_->Clear();
     return {};
   }
   void Abort() override {
-    if (session_) session_->Abort();
+    if (!session_) return;
+    session_->Abort();
+    session_.reset();
+    if (slot_) slot_->Clear();
+  }
+  void Suspend() override {
+    if (!session_) return;
+    if (!slot_) return Abort();  // nobody could resume it: don't leave it behind
+    // The chunk on the wire finishes (so the registry's size is a chunk
+    // boundary our saved URL agrees with); the session and its slot stay.
+    session_->Detach();
+    Log()->info("upload to {} suspended at byte {}; the next run resumes it",
+                session_->url().empty() ? "the registry" : RedactUrl(session_->url()),
+                session_->committed());
     session_.reset();
   }
   uint64_t resume_offset() const override { return session_ ? session_->resume_offset() : 0; }
@@ -54,9 +73,37 @@ class RegistryBlobWriter final : public oci::BlobWriter {
 
  private:
   std::unique_ptr<UploadSession> session_;
+  std::shared_ptr<oci::ResumeSlot> slot_;
   std::optional<oci::Digest> known_;
   bool done_ = false;
 };
+
+// The state a resumable upload keeps in its slot: the newest session URL and
+// the offset the registry acknowledged (informational: the registry is asked).
+std::string EncodeUploadState(const UploadState& s, const std::optional<oci::Digest>& digest) {
+  nlohmann::json j = {{"url", s.url}, {"offset", s.offset}};
+  if (digest) j["digest"] = digest->String();
+  return j.dump();
+}
+
+// Checked: a state file is advisory, so anything unexpected means "none".
+std::optional<UploadState> DecodeUploadState(const std::string& text,
+                                             const std::optional<oci::Digest>& digest) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  auto url = j.find("url");
+  auto offset = j.find("offset");
+  if (url == j.end() || !url->is_string() || url->get_ref<const std::string&>().empty() ||
+      offset == j.end() || !offset->is_number_unsigned()) {
+    return std::nullopt;
+  }
+  if (digest) {  // a copied blob: the session must be for this digest
+    auto d = j.find("digest");
+    if (d == j.end() || !d->is_string() || d->get_ref<const std::string&>() != digest->String())
+      return std::nullopt;
+  }
+  return UploadState{url->get<std::string>(), offset->get<uint64_t>()};
+}
 
 std::string BaseUrl(const std::string& scheme, const Reference& ref) {
   return scheme + "://" + ref.ApiHost();
@@ -161,42 +208,53 @@ RegistryClient& RegistryDestination::MountClient(const std::string& from) {
 
 oci::Result<std::unique_ptr<oci::BlobWriter>> RegistryDestination::BeginWith(
     const oci::BlobHint& hint, UploadOptions options) {
+  const auto& slot = hint.resume;
   if (hint.digest) {
     if (!hint.checked_absent) {
       MC_ASSIGN_OR_RETURN(auto present, client_.HeadBlob(*hint.digest));
-      if (present) return std::make_unique<RegistryBlobWriter>(hint.digest);
+      if (present) {
+        if (slot) slot->Clear();
+        return std::make_unique<RegistryBlobWriter>(hint.digest);
+      }
     }
     if (hint.mount_from && *hint.mount_from != ref_.repository()) {
       auto m = MountClient(*hint.mount_from).Mount(*hint.digest, *hint.mount_from, options);
       if (m && m->mounted) return std::make_unique<RegistryBlobWriter>(hint.digest);
-      if (m) return std::make_unique<RegistryBlobWriter>(std::move(m->session));
+      if (m) return std::make_unique<RegistryBlobWriter>(std::move(m->session), slot);
       Log()->warn("{}; uploading instead", m.error().message);
     }
   }
   MC_ASSIGN_OR_RETURN(auto session, client_.StartUpload(std::move(options)));
-  return std::make_unique<RegistryBlobWriter>(std::move(session));
+  return std::make_unique<RegistryBlobWriter>(std::move(session), slot);
 }
 
 oci::Result<std::unique_ptr<oci::BlobWriter>> RegistryDestination::Begin(
     const oci::BlobHint& hint) {
-  return BeginWith(hint, upload_);
-}
-
-oci::Result<std::unique_ptr<oci::BlobWriter>> RegistryDestination::BeginResumable(
-    const oci::BlobHint& hint, const std::optional<UploadState>& resume,
-    std::function<void(const UploadState&)> on_progress) {
   UploadOptions options = upload_;
-  options.on_progress = std::move(on_progress);
-  if (resume && !resume->url.empty()) {
-    if (hint.digest) {
-      MC_ASSIGN_OR_RETURN(auto present, client_.HeadBlob(*hint.digest));
-      if (present) return std::make_unique<RegistryBlobWriter>(hint.digest);
-    }
-    auto s = client_.ResumeUpload(resume->url, options);
-    if (s) return std::make_unique<RegistryBlobWriter>(std::move(*s));
-    if (s.error().code != oci::ErrorCode::kNotFound) return std::unexpected(s.error());
-    Log()->info("{}: the registry forgot the upload session; starting the blob again", Describe());
+  const auto& slot = hint.resume;
+  if (!slot) return BeginWith(hint, std::move(options));
+  options.on_progress = [slot, digest = hint.digest](const UploadState& s) {
+    slot->Save(EncodeUploadState(s, digest));
+  };
+  std::optional<UploadState> resume;
+  if (auto text = slot->Load()) {
+    resume = DecodeUploadState(*text, hint.digest);
+    if (!resume) Log()->warn("{}: ignoring an unreadable upload state", Describe());
   }
+  if (resume) {
+    // The registry, not our file, says how much it holds (a PATCH may have
+    // landed after the last state we saved, or the session may be gone).
+    auto s = client_.ResumeUpload(resume->url, options);
+    if (s) {
+      Log()->info("resuming the upload to {} at byte {} (saved: {})", Describe(),
+                  (*s)->resume_offset(), resume->offset);
+      return std::make_unique<RegistryBlobWriter>(std::move(*s), slot);
+    }
+    if (s.error().code != oci::ErrorCode::kNotFound) return std::unexpected(s.error());
+    Log()->info("{}: the registry no longer has the saved upload session; starting the blob again",
+                Describe());
+  }
+  slot->Clear();
   return BeginWith(hint, std::move(options));
 }
 

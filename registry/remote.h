@@ -62,15 +62,12 @@ class RegistryDestination final : public oci::ImageDestination {
   // hint.mount_from names another repository (201 → done(); 202 → upload on
   // that session; a failing mount falls back to a plain upload); else a new
   // session. Commit(digest, size) sends the closing PUT ?digest=.
+  // With hint.resume: a session saved in the slot by an earlier run is asked
+  // for its status (GET) and continued when the registry still has it — the
+  // writer's resume_offset() says how many leading bytes of the regenerated
+  // stream it drops; the slot gets the session URL and acknowledged offset
+  // after every chunk, and is cleared on Commit/Abort but kept by Suspend().
   oci::Result<std::unique_ptr<oci::BlobWriter>> Begin(const oci::BlobHint& hint) override;
-  // Like Begin, for uploads that survive the process: `on_progress` gets the
-  // session URL and acknowledged offset after every chunk (persist them);
-  // `resume` continues such a session: the writer's resume_offset() says
-  // how many leading bytes of the regenerated stream it drops. A session
-  // the registry forgot starts over (resume_offset() 0, logged).
-  oci::Result<std::unique_ptr<oci::BlobWriter>> BeginResumable(
-      const oci::BlobHint& hint, const std::optional<UploadState>& resume,
-      std::function<void(const UploadState&)> on_progress);
   // HEAD on the manifest.
   oci::Result<std::optional<oci::Digest>> ManifestDigest(const std::string& tag_or_digest) override;
   // PUT by tag, or by digest when no tag is given.

@@ -193,6 +193,7 @@ oci::Result<void> UploadSession::Write(std::span<const std::byte> data) {
 
 oci::Result<void> UploadSession::Flush() {
   while (need_resync_ || server_offset_ < buffer_end()) {
+    MC_RETURN_IF_ERROR(CheckStop());
     if (need_resync_) {
       MC_RETURN_IF_ERROR(Resync());
     } else {
@@ -248,18 +249,27 @@ oci::Result<void> UploadSession::SendPiece() {
 }
 
 void UploadSession::Backoff(const oci::Error& cause) {
-  auto delay = options_.backoff * (1 << std::min(attempts_ - 1, 10));
-  delay = std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
-  if (cause.retry_after)
-    delay = std::min<std::chrono::milliseconds>(*cause.retry_after, std::chrono::seconds(60));
-  if (delay.count() > 0) std::this_thread::sleep_for(delay);
+  options_.backoff.Wait(attempts_ - 1, cause.retry_after);
+}
+
+oci::Result<void> UploadSession::CheckStop() const {
+  if (options_.cancelled && options_.cancelled()) {
+    return oci::Fail(oci::ErrorCode::kCancelled,
+                     "upload to " + target_.describe + " interrupted; the session is kept");
+  }
+  return {};
 }
 
 oci::Result<void> UploadSession::Recover(const oci::Error& cause) {
   if (++attempts_ > options_.max_attempts) {
-    return std::unexpected(
-        cause.Wrap("giving up after " + std::to_string(options_.max_attempts) + " attempts"));
+    // Recovery ran out: a network failure after retries (exit 6), naming the
+    // request and the registry (Context), whatever the last symptom was.
+    oci::Error e =
+        cause.Wrap("giving up after " + std::to_string(options_.max_attempts) + " attempts");
+    if (e.code == oci::ErrorCode::kTransient) e.code = oci::ErrorCode::kNetwork;
+    return std::unexpected(e);
   }
+  MC_RETURN_IF_ERROR(CheckStop());
   Log()->warn("{} (attempt {} of {}); asking the registry how much it holds", cause.message,
               attempts_, options_.max_attempts);
   Backoff(cause);
@@ -306,17 +316,20 @@ oci::Result<void> UploadSession::Resync() {
 
 oci::Result<void> UploadSession::RestartSession(const oci::Error& cause) {
   if (buffer_start_ != 0 || ++stats_.restarts > options_.max_attempts) {
-    return oci::Fail(oci::ErrorCode::kNotFound,
+    // kTransient: the caller can send the blob again with a new session.
+    return oci::Fail(oci::ErrorCode::kTransient,
                      cause.message + " (the registry lost the upload session after " +
                          std::to_string(buffer_start_) + " bytes; the blob must be sent again)");
   }
   Log()->warn("{}; restarting the upload (all {} bytes are still buffered)", cause.message,
               buffer_.size());
-  Delete();  // on the sender thread: must not wait for itself
+  // This runs on the sender thread while the producer may be in Write(): it
+  // must not touch done_/aborted_ (the producer's), and it deletes the old
+  // URL only, never the session it is about to use.
+  DeleteUrl(url_);
   MC_ASSIGN_OR_RETURN(auto fresh, Start(target_, options_));
   url_ = fresh->url_;
   fresh->done_ = true;  // its URL is ours now; don't let its destructor abort it
-  aborted_ = false;
   server_offset_ = 0;
   fallback_.reset();
   need_resync_ = false;
@@ -449,9 +462,13 @@ void UploadSession::Abort() {
 void UploadSession::Delete() {
   if (done_ || aborted_ || url_.empty()) return;
   aborted_ = true;
+  DeleteUrl(url_);
+}
+
+void UploadSession::DeleteUrl(const std::string& url) {
   HttpRequest req;
   req.method = "DELETE";
-  req.url = url_;
+  req.url = url;
   req.no_retry = true;
   req.follow_redirects = false;
   auto resp = target_.transport->Send(std::move(req));

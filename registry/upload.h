@@ -11,9 +11,10 @@
 //
 // What cannot be recovered in-session (the registry forgot the session —
 // distribution 2.8 cancels it when a PATCH broke after some bytes landed,
-// see upload.cc — and the bytes before the kept chunk are gone) is kNotFound:
-// the caller restarts the blob with a new session. While the whole blob so far
-// still sits in the buffer the session restarts itself (new POST).
+// see upload.cc — and the bytes before the kept chunk are gone) is kTransient
+// "lost the upload session": the caller sends the blob again with a new
+// session (a layer is regenerated, a copied blob re-read). While the whole
+// blob so far still sits in the buffer the session restarts itself (new POST).
 //
 // Persisting: url() and committed() after each acknowledged chunk (also given
 // to UploadOptions::on_progress) are what a later process needs to
@@ -21,9 +22,10 @@
 // session drops the first resume_offset() bytes.
 //
 // Write/Commit/Abort from one thread at a time; an error of a chunk in flight
-// is returned by the next Write or Commit. Error codes: kTransient/kNetwork when
-// recovery attempts run out, kNotFound (session lost), kUnauthorized,
-// kInvalidInput (size refusal, bad request), kVerificationFailed (digest).
+// is returned by the next Write or Commit. Error codes: kNetwork when recovery
+// attempts run out (naming the host and the request), kTransient (session
+// lost: send the blob again), kCancelled (UploadOptions::cancelled said so),
+// kUnauthorized, kInvalidInput (size refusal, bad request), kVerificationFailed (digest).
 #pragma once
 
 #include <chrono>
@@ -37,6 +39,7 @@
 #include "oci/digest.h"
 #include "oci/error.h"
 #include "oci/io.h"
+#include "registry/retry.h"
 #include "registry/transport.h"
 
 namespace mc::registry {
@@ -55,11 +58,14 @@ struct UploadOptions {
   size_t min_chunk_size = 256 << 10;
   // Consecutive failed attempts (without progress) before giving up.
   int max_attempts = 6;
-  // First recovery delay; doubles per attempt, capped at 10 s; a server's
-  // Retry-After wins.
-  std::chrono::milliseconds backoff{500};
+  // Recovery delays (retry.h, the one policy): full jitter over base·2^attempt
+  // up to 10 s; a server's Retry-After wins. Tests inject a fake sleeper.
+  BackoffPolicy backoff{std::chrono::milliseconds(500), std::chrono::milliseconds(10'000), {}, {}};
   // Called after every acknowledged chunk (for persisting the session).
   std::function<void(const UploadState&)> on_progress;
+  // Polled before every request and recovery: true stops the session with
+  // kCancelled (SIGINT/SIGTERM), leaving the registry's session as it is.
+  std::function<bool()> cancelled;
 };
 
 // Where a session lives; shared by the client and the sessions it creates.
@@ -136,6 +142,9 @@ class UploadSession final : public oci::Writer {
   oci::Result<void> Flush();
   // DELETE on the session, without waiting for the sender.
   void Delete();
+  // DELETE on `url` (an abandoned session), errors ignored; no state changes.
+  void DeleteUrl(const std::string& url);
+  oci::Result<void> CheckStop() const;
   oci::Result<void> SendPiece();
   oci::Result<void> Recover(const oci::Error& cause);
   oci::Result<void> Resync();

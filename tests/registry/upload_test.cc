@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 
 #include "tests/support/fake_registry.h"
@@ -34,7 +35,9 @@ struct Harness {
     UploadOptions o;
     o.chunk_size = kChunk;
     o.min_chunk_size = 128 << 10;
-    o.backoff = std::chrono::milliseconds(0);
+    // A fake clock: the delays are recorded, nobody sleeps.
+    o.backoff.sleeper = [this](std::chrono::milliseconds d) { slept.push_back(d); };
+    o.backoff.random = [] { return 0.5; };
     return o;
   }
   std::unique_ptr<UploadSession> Start() {
@@ -54,6 +57,7 @@ struct Harness {
   }
   FakeRegistry reg;
   std::shared_ptr<FakeTransport> transport = std::make_shared<FakeTransport>();
+  std::vector<std::chrono::milliseconds> slept;
 };
 
 TEST(UploadRangeTest, ParsesBothSemantics) {
@@ -230,7 +234,8 @@ TEST(UploadTest, DistributionCutAfterTheFirstChunkReportsALostSession) {
   std::string data = RandomBytes(3 * kChunk);
   auto r = h.Upload(*s, data);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, oci::ErrorCode::kNotFound);
+  // kTransient: the caller sends the blob again (the layer is regenerated).
+  EXPECT_EQ(r.error().code, oci::ErrorCode::kTransient);
   EXPECT_NE(r.error().message.find("lost the upload session after 1048576 bytes"),
             std::string::npos)
       << r.error().message;
@@ -297,9 +302,65 @@ TEST(UploadTest, GivesUpAfterMaxAttempts) {
   auto r = s->Write(oci::AsBytes(blob));
   if (r) r = s->Commit(oci::Digest::Of(blob), blob.size());
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, oci::ErrorCode::kTransient);
+  // Out of attempts on a broken network: exit 6, naming the request and the registry.
+  EXPECT_EQ(r.error().code, oci::ErrorCode::kNetwork);
   EXPECT_NE(r.error().message.find("giving up after 3 attempts"), std::string::npos)
       << r.error().message;
+  EXPECT_NE(r.error().message.find("docker://reg.test/r"), std::string::npos) << r.error().message;
+  // The one backoff policy, through the injected clock: full jitter over
+  // 500 ms·2^n with a fixed draw of 0.5, before each of the 3 recoveries.
+  ASSERT_EQ(h.slept.size(), 3u);
+  EXPECT_EQ(h.slept[0].count(), 250);
+  EXPECT_EQ(h.slept[1].count(), 500);
+  EXPECT_EQ(h.slept[2].count(), 1000);
+}
+
+TEST(UploadTest, CancelledStopsWithoutDeletingTheSession) {
+  for (auto flavor : {FakeRegistry::Flavor::kDistribution, FakeRegistry::Flavor::kQuay}) {
+    Harness h(flavor);
+    std::atomic<bool> stop{false};
+    UploadState saved;
+    auto o = h.Options();
+    o.cancelled = [&] { return stop.load(); };
+    o.on_progress = [&](const UploadState& st) { saved = st; };
+    auto s = UploadSession::Start(h.Target(), o).value();
+    std::string data = RandomBytes(5 * kChunk);
+    ASSERT_TRUE(s->Write(oci::AsBytes(std::string_view(data).substr(0, 2 * kChunk + 10))));
+    stop = true;
+    auto r = s->Write(oci::AsBytes(std::string_view(data).substr(2 * kChunk + 10, kChunk)));
+    if (r) r = s->Commit(oci::Digest::Of(data), 3 * kChunk + 10);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, oci::ErrorCode::kCancelled);
+    s->Detach();
+    s.reset();
+    EXPECT_EQ(h.transport->Requests("DELETE").size(), 0u);
+    ASSERT_EQ(h.reg.uploads.size(), 1u);
+    // The next run continues from what the registry confirms.
+    auto again = UploadSession::Resume(h.Target(), saved.url, h.Options());
+    ASSERT_TRUE(again) << again.error().message;
+    ASSERT_TRUE(h.Upload(**again, data));
+    EXPECT_EQ(h.reg.blobs[oci::Digest::Of(data).String()], data);
+    EXPECT_LE((*again)->stats().bytes_sent, data.size() - saved.offset + 1);
+  }
+}
+
+TEST(UploadTest, RestartNeverDeletesTheSessionItContinuesOn) {
+  // A cut in the first chunk, again and again (the 2-in-5 race of the issue):
+  // the producer keeps writing while the sender restarts the session.
+  for (int round = 0; round < 5; ++round) {
+    Harness h(FakeRegistry::Flavor::kDistribution);
+    h.reg.cut_patch = 1;
+    h.reg.cut_keep = 1000;
+    auto o = h.Options();
+    o.chunk_size = kChunk;
+    auto s = UploadSession::Start(h.Target(), o).value();
+    std::string data = RandomBytes(3 * kChunk + 3, static_cast<unsigned>(round));
+    auto r = h.Upload(*s, data);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(h.reg.blobs[oci::Digest::Of(data).String()], data);
+    // Only the broken first session is deleted.
+    EXPECT_LE(h.transport->Requests("DELETE").size(), 1u);
+  }
 }
 
 TEST(UploadTest, AbortDeletesTheSession) {
