@@ -15,6 +15,18 @@ production, for integration tests (protocols.md 1.3, 1.9):
                           reaches the upstream
   --flip-byte-at N        flip one byte at offset N of the first GET /blobs/ body
   --path-filter S         only requests whose path contains S are faulted
+  --drop-response-method M  forward the first --drop-response-times requests with
+                          method M whole, let the upstream answer, then drop the
+                          client's connection without relaying the answer (a
+                          "connection reset" after the registry acted: the final PUT)
+  --stall-request-after N  with --buffer-requests: after reading N bytes of a
+                          request body (method --cut-method, after --stall-skip such
+                          requests), stop reading it and never forward it: the
+                          client hangs mid-PATCH with nothing of it at the registry
+                          (a moment to kill it at); logged as "stalled …"
+  --traffic-log F         one line per request: METHOD PATH BYTES STATUS, BYTES
+                          the request body bytes forwarded to the upstream and
+                          STATUS its answer ("cut"/"dropped" when faulted)
 
 The Host header is forwarded unchanged, so the registry's absolute Location
 headers point back at the proxy. Every injected fault is appended as one line
@@ -40,11 +52,21 @@ class State:
         self.response_cuts_left = args.cut_times if args.cut_response_after > 0 else 0
         self.fails_left = args.fail_first
         self.flip_left = 1 if args.flip_byte_at >= 0 else 0
+        self.drop_left = args.drop_response_times if args.drop_response_method else 0
+        self.stall_skip_left = args.stall_skip
+        self.stalls_left = 1 if args.stall_request_after > 0 else 0
 
     def log(self, line):
         with self.lock:
             with open(self.args.fault_log, "a") as f:
                 f.write(line + "\n")
+
+    def traffic(self, method, path, sent, status):
+        if not self.args.traffic_log:
+            return
+        with self.lock:
+            with open(self.args.traffic_log, "a") as f:
+                f.write(f"{method} {path.split('?')[0]} {sent} {status}\n")
 
     def take(self, attr):
         with self.lock:
@@ -121,21 +143,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if cut_req and st.take("skip_left"):
             cut_req = False
         pieces = self.read_body_pieces() if has_body else iter(())
+        stall = (faulted and a.stall_request_after > 0 and has_body and
+                 (not a.cut_method or a.cut_method == self.command) and st.stalls_left > 0)
+        if stall and st.take("stall_skip_left"):
+            stall = False
         if a.buffer_requests and has_body:
             # Like nginx's proxy_request_buffering: the upstream sees a request
             # only once its whole body has arrived.
             buffered, total = [], 0
             for piece in pieces:
+                if stall and total + len(piece) >= a.stall_request_after and \
+                        st.take("stalls_left"):
+                    st.log(f"stalled {self.command} {self.path.split('?')[0]} after "
+                           f"{a.stall_request_after} request bytes")
+                    st.traffic(self.command, self.path, 0, "stalled")
+                    while True:  # until the client goes away or the proxy stops
+                        if not self.rfile.read(1 << 16):
+                            return self.drop()
                 if cut_req and total + len(piece) >= a.cut_request_after and \
                         st.take("cuts_left"):
                     st.log(f"cut {self.command} {self.path.split('?')[0]} after "
                            f"{a.cut_request_after} request bytes (buffered, not forwarded)")
+                    st.traffic(self.command, self.path, 0, "cut")
                     return self.drop()
                 buffered.append(piece)
                 total += len(piece)
             expected = self.headers.get("Content-Length")
             if expected is not None and total < int(expected):
                 st.log(f"incomplete {self.command} {self.path.split('?')[0]} not forwarded")
+                st.traffic(self.command, self.path, 0, "incomplete")
                 return self.drop()
             pieces, cut_req = iter(buffered), False
         up = http.client.HTTPConnection(a.upstream, timeout=120)
@@ -155,6 +191,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.send_piece(up, piece[:keep], chunked)
                     st.log(f"cut {self.command} {self.path.split('?')[0]} after "
                            f"{a.cut_request_after} request bytes")
+                    st.traffic(self.command, self.path, sent + keep, "cut")
                     up.sock.shutdown(socket.SHUT_RDWR)
                     up.close()
                     self.drop()
@@ -164,6 +201,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if chunked:
                 up.send(b"0\r\n\r\n")
         resp = up.getresponse()
+        if (faulted and a.drop_response_method == self.command and st.take("drop_left")):
+            resp.read()
+            up.close()
+            st.log(f"dropped the response to {self.command} {self.path.split('?')[0]} "
+                   f"({resp.status})")
+            st.traffic(self.command, self.path, sent, "dropped")
+            return self.drop()
+        st.traffic(self.command, self.path, sent, resp.status)
         self.relay_response(resp, faulted)
         up.close()
 
@@ -244,6 +289,11 @@ def main():
     p.add_argument("--flip-byte-at", type=int, default=-1)
     p.add_argument("--path-filter", default="")
     p.add_argument("--fault-log", default="/dev/null")
+    p.add_argument("--drop-response-method", default="")
+    p.add_argument("--drop-response-times", type=int, default=1)
+    p.add_argument("--traffic-log", default="")
+    p.add_argument("--stall-request-after", type=int, default=0)
+    p.add_argument("--stall-skip", type=int, default=0)
     args = p.parse_args()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

@@ -413,6 +413,15 @@ FaultProxy::FaultProxy(const std::string& upstream, const FaultOptions& o) {
                                      "--fault-log",
                                      (dir_ / "faults.log").string()};
     if (o.buffer_requests) argv.push_back("--buffer-requests");
+    if (!o.drop_response_method.empty()) {
+      argv.insert(argv.end(), {"--drop-response-method", o.drop_response_method,
+                               "--drop-response-times", std::to_string(o.drop_response_times)});
+    }
+    argv.insert(argv.end(), {"--traffic-log", (dir_ / "traffic.log").string()});
+    if (o.stall_request_after > 0) {
+      argv.insert(argv.end(), {"--stall-request-after", std::to_string(o.stall_request_after),
+                               "--stall-skip", std::to_string(o.stall_skip)});
+    }
     if (!proc_.Start(argv, dir_ / "proxy.log")) {
       error_ = "cannot start fault_proxy.py";
       return;
@@ -429,5 +438,21 @@ FaultProxy::FaultProxy(const std::string& upstream, const FaultOptions& o) {
 FaultProxy::~FaultProxy() { proc_.Stop(); }
 
 std::string FaultProxy::Log() const { return ReadFile(dir_ / "faults.log"); }
+
+std::vector<ProxyRequest> FaultProxy::Traffic() const {
+  std::vector<ProxyRequest> out;
+  std::istringstream in(ReadFile(dir_ / "traffic.log"));
+  ProxyRequest r;
+  while (in >> r.method >> r.path >> r.body_bytes >> r.status) out.push_back(r);
+  return out;
+}
+
+uint64_t FaultProxy::BodyBytes(const std::string& method) const {
+  uint64_t n = 0;
+  for (const auto& r : Traffic()) {
+    if (r.method == method) n += r.body_bytes;
+  }
+  return n;
+}
 
 }  // namespace mc::testing

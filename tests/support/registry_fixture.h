@@ -162,6 +162,22 @@ struct FaultOptions {
   int64_t flip_byte_at = -1;
   // Only requests whose path contains this string are faulted ("" = all).
   std::string path_filter;
+  // Forward the first drop_response_times requests with this method, then
+  // drop the connection instead of relaying the registry's answer.
+  std::string drop_response_method;
+  int drop_response_times = 1;
+  // With buffer_requests: hold the (stall_skip+1)-th cut_method request after
+  // this many body bytes, forwarding nothing of it ("stalled" in Log()).
+  int64_t stall_request_after = 0;
+  int stall_skip = 0;
+};
+
+// One request as the proxy forwarded it.
+struct ProxyRequest {
+  std::string method;
+  std::string path;
+  uint64_t body_bytes = 0;  // request body bytes that reached the registry
+  std::string status;       // "202", "201", … or "cut" / "dropped" / "incomplete"
 };
 
 class FaultProxy {
@@ -174,6 +190,10 @@ class FaultProxy {
   std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
   // One line per fault injected ("cut PATCH /v2/… after 1048576 bytes").
   std::string Log() const;
+  // Every request so far, in order.
+  std::vector<ProxyRequest> Traffic() const;
+  // Request body bytes of `method` requests that reached the registry.
+  uint64_t BodyBytes(const std::string& method) const;
 
  private:
   TempDir dir_;
