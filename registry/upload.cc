@@ -344,7 +344,8 @@ void UploadSession::TakeLocation(const HttpResponse& resp, const std::string& re
 }
 
 oci::Error UploadSession::Context(oci::Error e, std::string_view op) const {
-  return e.Wrap(std::string(op) + " " + RedactUrl(url_) + " (upload to " + target_.describe + ")");
+  // Transport errors already name the method and the (redacted) URL.
+  return e.Wrap(std::string(op) + " of the upload to " + target_.describe);
 }
 
 oci::Result<bool> UploadSession::BlobExists(const oci::Digest& digest) {
