@@ -362,7 +362,8 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
   std::vector<oci::TarEntry> entries = input.entries;
   ModelInput in = input;
   if (!input.dir.empty()) {
-    MC_ASSIGN_OR_RETURN(entries, oci::ScanDirectory(input.dir, oci::ScanOptions{o.prefix}));
+    MC_ASSIGN_OR_RETURN(
+        entries, oci::ScanDirectory(input.dir, oci::ScanOptions{o.prefix, o.follow_symlinks}));
     MC_RETURN_IF_ERROR(SkipDownloadState(entries, o.prefix, in));
   }
   for (const auto& e : entries) {
