@@ -27,6 +27,7 @@ struct BuildFlags {
   std::string platform = "linux/amd64";
   std::string max_layer_size;
   bool layer_per_file = false;
+  bool follow_symlinks = false;
   std::vector<std::string> labels;
   std::vector<std::string> annotations;
   int jobs = 0;
@@ -56,6 +57,33 @@ oci::Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector
   return out;
 }
 
+// Upload chunks: two per blob are in memory at once.
+constexpr uint64_t kMinChunkSize = 256 << 10;
+constexpr uint64_t kMaxChunkSize = 1ull << 30;
+
+// The levels oci::Codec takes, checked before anything is opened.
+oci::Result<void> CheckCompressionLevel(oci::Compression c, int level) {
+  if (level == -1) return {};
+  switch (c) {
+    case oci::Compression::kGzip:
+      if (level >= 0 && level <= 9) return {};
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "--compression-level for gzip must be between 0 and 9 (or -1 for the "
+                       "default), got " +
+                           std::to_string(level));
+    case oci::Compression::kZstd:
+      if (level >= 0 && level <= 19) return {};
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "--compression-level for zstd must be between 0 and 19 (or -1 for the "
+                       "default), got " +
+                           std::to_string(level));
+    case oci::Compression::kNone:
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "--compression-level has no meaning with --compression none; drop it");
+  }
+  return {};
+}
+
 engine::RemoteSettings Remote(const RegistryFlags& f, std::string side, int verbose) {
   engine::RemoteSettings r;
   r.transport.tls.verify = f.tls_verify;
@@ -72,15 +100,15 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
   engine::BuildOptions o;
   o.prefix = f.prefix;
   MC_ASSIGN_OR_RETURN(o.compression, oci::ParseCompression(f.compression));
+  MC_RETURN_IF_ERROR(CheckCompressionLevel(o.compression, f.compression_level));
   o.compression_level = f.compression_level;
-  o.jobs = f.jobs;
+  o.jobs = f.jobs;  // 0 (not given) = CPUs; a given value is checked to be 1..kMaxJobs
   if (!f.max_layer_size.empty()) {
-    MC_ASSIGN_OR_RETURN(o.max_layer_size, ParseSize(f.max_layer_size));
-    if (o.max_layer_size == 0) {
-      return oci::Fail(oci::ErrorCode::kInvalidInput, "--max-layer-size must be greater than 0");
-    }
+    MC_ASSIGN_OR_RETURN(o.max_layer_size,
+                        ParseSizeFlag("--max-layer-size", f.max_layer_size, 1, UINT64_MAX));
   }
   o.layer_per_file = f.layer_per_file;
+  o.follow_symlinks = f.follow_symlinks;
   MC_ASSIGN_OR_RETURN(o.labels, ParseKeyValues(f.labels, "--label"));
   MC_ASSIGN_OR_RETURN(o.annotations, ParseKeyValues(f.annotations, "--annotation"));
   o.mtime = oci::DefaultMtime();
@@ -96,10 +124,8 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
 
   engine::RemoteSettings remote = Remote(f.registry, "destination", ctx.global.verbose);
   if (!f.chunk_size.empty()) {
-    MC_ASSIGN_OR_RETURN(remote.chunk_size, ParseSize(f.chunk_size));
-    if (remote.chunk_size < (256 << 10)) {
-      return oci::Fail(oci::ErrorCode::kInvalidInput, "--chunk-size must be at least 256K");
-    }
+    MC_ASSIGN_OR_RETURN(remote.chunk_size,
+                        ParseSizeFlag("--chunk-size", f.chunk_size, kMinChunkSize, kMaxChunkSize));
   }
   MC_ASSIGN_OR_RETURN(engine::ImageLocation dest_loc, engine::ParseImageLocation(f.dest));
 
@@ -191,15 +217,22 @@ void SetupBuild(CLI::App& app, Context& ctx) {
   cmd->add_option("--prefix", flags->prefix, "where the model lands in the image")
       ->default_str("/models");
   cmd->add_option("--compression", flags->compression, "gzip, zstd or none")->default_str("gzip");
-  cmd->add_option("--compression-level", flags->compression_level, "codec level (-1 = default)");
+  cmd->add_option("--compression-level", flags->compression_level,
+                  "codec level: gzip 0..9, zstd 0..19 (-1 = the codec's default)");
   cmd->add_option("--platform", flags->platform, "OS/ARCH[/VARIANT] or all")
       ->default_str("linux/amd64");
   cmd->add_option("--max-layer-size", flags->max_layer_size,
-                  "split the model into layers of at most SIZE (e.g. 10G)");
+                  "split the model into layers of at most SIZE (e.g. 10G; at least 1)");
   cmd->add_flag("--layer-per-file", flags->layer_per_file, "one layer per large file");
+  cmd->add_flag("--follow-symlinks", flags->follow_symlinks,
+                "pack what symlinks leaving the model directory point to (default: refuse "
+                "them, except Hugging Face cache snapshots)");
   cmd->add_option("--label", flags->labels, "config label KEY=VALUE (repeatable)");
   cmd->add_option("--annotation", flags->annotations, "manifest annotation KEY=VALUE (repeatable)");
-  cmd->add_option("--jobs,-j", flags->jobs, "compression threads (default: CPUs)");
+  InRange(cmd->add_option("--jobs,-j", flags->jobs,
+                          "compression threads, 1.." + std::to_string(kMaxJobs) +
+                              " (default: the number of CPUs)"),
+          1, kMaxJobs);
   cmd->add_option("--cache-dir", flags->cache_dir, "state directory for re-runs and resume");
   cmd->add_flag("--no-cache", flags->no_cache, "always read and build the model layers");
   cmd->add_flag("--strict", flags->strict, "fail when the modelcar contract does not hold");
@@ -212,7 +245,8 @@ void SetupBuild(CLI::App& app, Context& ctx) {
   cmd->add_option("--token-file", flags->token_file,
                   "hf:// sources: file holding the Hub token (default $HF_TOKEN)");
   cmd->add_option("--chunk-size", flags->chunk_size,
-                  "registry upload chunk size (default 32M; two chunks in memory per blob)");
+                  "registry upload chunk size, 256K..1G (default 32M; two chunks in memory per "
+                  "blob)");
   AddRegistryFlags(cmd, flags->registry);
   cmd->callback([flags, &ctx] { ctx.run = [flags, &ctx] { return RunBuild(*flags, ctx); }; });
 }

@@ -55,4 +55,17 @@ void AddRegistryFlags(CLI::App* cmd, RegistryFlags& flags, const std::string& pr
 // Parses "SIZE" with optional K/M/G/T (binary) or KB/MB/GB/TB (decimal) suffix.
 oci::Result<uint64_t> ParseSize(std::string_view s);
 
+// The ranges of numeric flags (docs/safety.md lists them). A value outside is
+// a usage error (exit 2) whose message gives the range.
+inline constexpr int kMaxJobs = 256;
+inline constexpr int kMaxRetryTimes = 100;
+// Adds the range check to an integer option ("--jobs: Value 0 not in range 1 to 256").
+CLI::Option* InRange(CLI::Option* option, int min, int max);
+// ParseSize of a size flag, then min <= size <= max; kInvalidInput naming the
+// flag and the range otherwise ("--chunk-size must be between 256K and 2G, got 1K").
+oci::Result<uint64_t> ParseSizeFlag(std::string_view flag, std::string_view value, uint64_t min,
+                                    uint64_t max);
+// "256K", "2G", "1" for a size that is a whole number of K/M/G/T.
+std::string FormatSize(uint64_t bytes);
+
 }  // namespace mc::cmd

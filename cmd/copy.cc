@@ -106,8 +106,7 @@ oci::Result<void> RunCopy(const CopyFlags& f, Context& ctx) {
   if (!f.platform.empty()) {
     MC_ASSIGN_OR_RETURN(opts.platform, oci::Platform::Parse(f.platform));
   }
-  if (f.jobs < 1) return oci::Fail(oci::ErrorCode::kInvalidInput, "--jobs must be at least 1");
-  opts.jobs = f.jobs;
+  opts.jobs = f.jobs;  // range-checked by the parser
   opts.retry_times = f.common.retry_times;
   opts.progress = &ctx.progress;
   if (!f.no_cache) opts.resume_dir = f.cache_dir.value_or(DefaultCacheDir());
@@ -176,7 +175,10 @@ void SetupCopy(CLI::App& app, Context& ctx) {
       "--metadata", f->metadata,
       "publish-metadata.json: append a mirrors[] entry; the source when SRC is omitted");
   cmd->add_option("--platform", f->platform, "copy only this OS/ARCH[/VARIANT] of an index");
-  cmd->add_option("--jobs", f->jobs, "blobs transferred at once")->default_val(4);
+  InRange(cmd->add_option("--jobs", f->jobs,
+                          "blobs transferred at once, 1.." + std::to_string(kMaxJobs))
+              ->default_val(4),
+          1, kMaxJobs);
   cmd->add_option("--cache-dir", f->cache_dir,
                   "state directory for resuming interrupted blob uploads on the next run "
                   "(default: $XDG_CACHE_HOME/mc-engine or ~/.cache/mc-engine)");

@@ -25,6 +25,10 @@ struct DownloadFlags {
   int retry_times = 5;
 };
 
+// Segments are fetched whole into the part file; each worker holds one.
+constexpr uint64_t kMinSegmentSize = 64 << 10;
+constexpr uint64_t kMaxSegmentSize = 1ull << 40;
+
 oci::Result<void> RecordMetadata(const std::string& file, const engine::DownloadResult& r) {
   MC_ASSIGN_OR_RETURN(auto store, engine::MetadataStore::Open(file));
   return store.SetSection(
@@ -38,11 +42,9 @@ oci::Result<void> RunDownload(const DownloadFlags& f, Context& ctx) {
   opts.dir = f.dir;
   opts.include = f.include;
   opts.exclude = f.exclude;
-  if (f.jobs < 1 || f.jobs > 256) {
-    return oci::Fail(oci::ErrorCode::kInvalidInput, "--jobs must be between 1 and 256");
-  }
-  opts.jobs = f.jobs;
-  MC_ASSIGN_OR_RETURN(opts.segment_size, ParseSize(f.segment_size));
+  opts.jobs = f.jobs;  // range-checked by the parser
+  MC_ASSIGN_OR_RETURN(opts.segment_size, ParseSizeFlag("--segment-size", f.segment_size,
+                                                       kMinSegmentSize, kMaxSegmentSize));
   opts.hub.token = engine::HfTokenFromEnv();
   if (!f.token_file.empty()) {
     MC_ASSIGN_OR_RETURN(opts.hub.token, engine::ReadTokenFile(f.token_file));
@@ -75,9 +77,12 @@ void SetupDownload(CLI::App& app, Context& ctx) {
                   "only files matching GLOB (repeatable; huggingface_hub semantics: '*' "
                   "matches '/', 'DIR/' means the directory)");
   cmd->add_option("--exclude", flags->exclude, "skip files matching GLOB (repeatable)");
-  cmd->add_option("-j,--jobs", flags->jobs, "parallel transfers")->default_val(8);
+  InRange(cmd->add_option("-j,--jobs", flags->jobs,
+                          "parallel transfers, 1.." + std::to_string(kMaxJobs))
+              ->default_val(8),
+          1, kMaxJobs);
   cmd->add_option("--segment-size", flags->segment_size,
-                  "size of the ranged segments large files are fetched in")
+                  "size of the ranged segments large files are fetched in (at least 64K)")
       ->default_val("64M");
   cmd->add_option("--token-file", flags->token_file,
                   "file holding the Hugging Face token (default: $HF_TOKEN)");
@@ -86,8 +91,11 @@ void SetupDownload(CLI::App& app, Context& ctx) {
   cmd->add_option("--tls-verify", flags->tls_verify, "verify the endpoint's certificate")
       ->default_str("true");
   cmd->add_option("--cert-dir", flags->cert_dir, "directory with extra CA certificates (*.crt)");
-  cmd->add_option("--retry-times", flags->retry_times, "retries of a failed request or segment")
-      ->default_val(5);
+  InRange(cmd->add_option(
+                 "--retry-times", flags->retry_times,
+                 "retries of a failed request or segment, 0.." + std::to_string(kMaxRetryTimes))
+              ->default_val(5),
+          0, kMaxRetryTimes);
   cmd->footer(
       "Endpoint from HF_ENDPOINT (default https://huggingface.co). Prints the resolved "
       "commit. Re-running resumes: verified files are skipped, partial files continue.");

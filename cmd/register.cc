@@ -132,7 +132,10 @@ void SetupRegister(CLI::App& app, Context& ctx) {
   cmd->add_option("--tls-verify", f->tls_verify, "require HTTPS and verify certificates")
       ->default_str("true");
   cmd->add_option("--cert-dir", f->cert_dir, "directory with ca.crt (and client.cert/key)");
-  cmd->add_option("--retry-times", f->retry_times, "retries of transient failures")->default_val(3);
+  InRange(cmd->add_option("--retry-times", f->retry_times,
+                          "retries of transient failures, 0.." + std::to_string(kMaxRetryTimes))
+              ->default_val(3),
+          0, kMaxRetryTimes);
   cmd->callback([&ctx, f] {
     ctx.run = [f, verbose = ctx.global.verbose] { return RunRegister(*f, verbose); };
   });

@@ -332,8 +332,13 @@ Result<void> SkipDownloadState(std::vector<oci::TarEntry>& entries, const std::s
   if (!bytes) return {};
   json j = json::parse(*bytes, nullptr, false);
   if (!j.is_object()) return {};
-  std::string source = j.value("source", "");
-  std::string commit = j.value("commit", "");
+  // Advisory: a field of the wrong type is ignored, never an exception.
+  auto text = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::string source = text("source");
+  std::string commit = text("commit");
   if (source.starts_with("hf://") && !commit.empty()) {
     // "hf://org/name@rev" → "hf://org/name", as a streamed build records it.
     size_t at = source.find('@');
@@ -360,7 +365,8 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
   std::vector<oci::TarEntry> entries = input.entries;
   ModelInput in = input;
   if (!input.dir.empty()) {
-    MC_ASSIGN_OR_RETURN(entries, oci::ScanDirectory(input.dir, oci::ScanOptions{o.prefix}));
+    MC_ASSIGN_OR_RETURN(
+        entries, oci::ScanDirectory(input.dir, oci::ScanOptions{o.prefix, o.follow_symlinks}));
     MC_RETURN_IF_ERROR(SkipDownloadState(entries, o.prefix, in));
   }
   for (const auto& e : entries) {

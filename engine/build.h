@@ -43,6 +43,9 @@ struct ModelInput {
 
 struct BuildOptions {
   std::string prefix = "/models";
+  // Pack what symlinks leaving the model directory point to instead of
+  // refusing them (oci::ScanOptions::follow_symlinks).
+  bool follow_symlinks = false;
   oci::Compression compression = oci::Compression::kGzip;
   int compression_level = -1;
   int jobs = 0;  // 0 = number of CPUs

@@ -46,24 +46,99 @@ std::string BuildCache::Key(const std::vector<oci::TarEntry>& entries,
   return oci::Digest::Of(key.dump()).hex();
 }
 
-std::optional<std::vector<BuiltLayer>> BuildCache::Lookup(const std::string& key) const {
-  if (key.empty()) return std::nullopt;
-  auto bytes = oci::ReadFileToString(dir_ / "state.json", 16 << 20);
-  if (!bytes) return std::nullopt;
-  json j = json::parse(*bytes, nullptr, false);
-  if (!j.is_object() || !j.contains("builds") || !j["builds"].contains(key)) return std::nullopt;
+namespace {
+
+bool GetUint(const json& j, const char* key, uint64_t& out) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_unsigned()) return false;
+  out = it->get<uint64_t>();
+  return true;
+}
+
+// The layers of one build entry; "" in `why` when the shape holds.
+std::optional<std::vector<BuiltLayer>> ParseLayers(const json& entry, std::string& why) {
+  auto ls = entry.is_object() ? entry.find("layers") : entry.end();
+  if (!entry.is_object() || ls == entry.end() || !ls->is_array() || ls->empty()) {
+    why = "its entry has no \"layers\" array";
+    return std::nullopt;
+  }
   std::vector<BuiltLayer> layers;
-  for (const auto& l : j["builds"][key]["layers"]) {
+  for (const auto& l : *ls) {
+    if (!l.is_object()) {
+      why = "a layer is not an object";
+      return std::nullopt;
+    }
+    auto desc = l.find("descriptor");
+    auto d = desc == l.end() ? oci::Result<oci::Descriptor>(
+                                   oci::Fail(oci::ErrorCode::kInvalidInput, "no \"descriptor\""))
+                             : oci::DescriptorFromJson(*desc);
+    auto diff_it = l.find("diffId");
+    auto diff = diff_it != l.end() && diff_it->is_string()
+                    ? oci::Digest::Parse(diff_it->get_ref<const std::string&>())
+                    : oci::Result<oci::Digest>(
+                          oci::Fail(oci::ErrorCode::kInvalidInput, "no string \"diffId\""));
     BuiltLayer b;
-    auto d = oci::DescriptorFromJson(l["descriptor"]);
-    auto diff = oci::Digest::Parse(l.value("diffId", ""));
-    if (!d || !diff) return std::nullopt;
+    uint64_t files = 0;
+    if (!d || !diff || !GetUint(l, "tarSize", b.tar_size) ||
+        !GetUint(l, "fileBytes", b.file_bytes) || !GetUint(l, "files", files)) {
+      why = "a layer is malformed (" +
+            (!d      ? d.error().message
+             : !diff ? diff.error().message
+                     : std::string("tarSize, fileBytes or files is not an unsigned number")) +
+            ")";
+      return std::nullopt;
+    }
     b.descriptor = *d;
     b.diff_id = *diff;
-    b.tar_size = l.value("tarSize", uint64_t{0});
-    b.file_bytes = l.value("fileBytes", uint64_t{0});
-    b.files = l.value("files", size_t{0});
+    b.files = static_cast<size_t>(files);
     layers.push_back(std::move(b));
+  }
+  return layers;
+}
+
+}  // namespace
+
+json BuildCache::Load(bool warn) const {
+  fs::path file = dir_ / kStateFile;
+  auto bytes = oci::ReadFileToString(file, 16 << 20);
+  if (!bytes) {
+    if (warn && bytes.error().code != oci::ErrorCode::kNotFound) {
+      registry::Log()->warn("ignoring the build cache {}: {}; it will be rewritten", file.string(),
+                            bytes.error().message);
+    }
+    return json::object();
+  }
+  json j = json::parse(*bytes, nullptr, /*allow_exceptions=*/false);
+  std::string why;
+  if (j.is_discarded()) {
+    why = "not valid JSON";
+  } else if (!j.is_object()) {
+    why = "not a JSON object";
+  } else if (auto b = j.find("builds"); b != j.end() && !b->is_object()) {
+    why = "\"builds\" is not an object";
+  }
+  if (!why.empty()) {
+    if (warn) {
+      registry::Log()->warn("ignoring the build cache {}: {}; it will be rewritten", file.string(),
+                            why);
+    }
+    return json::object();
+  }
+  return j;
+}
+
+std::optional<std::vector<BuiltLayer>> BuildCache::Lookup(const std::string& key) const {
+  if (key.empty()) return std::nullopt;
+  json j = Load(/*warn=*/true);
+  auto builds = j.find("builds");
+  if (builds == j.end()) return std::nullopt;
+  auto entry = builds->find(key);
+  if (entry == builds->end()) return std::nullopt;
+  std::string why;
+  auto layers = ParseLayers(*entry, why);
+  if (!layers) {
+    registry::Log()->warn("ignoring the build cache entry {} in {}: {}; it will be rewritten",
+                          key.substr(0, 12), (dir_ / kStateFile).string(), why);
   }
   return layers;
 }
@@ -72,11 +147,7 @@ void BuildCache::Store(const std::string& key, const std::vector<BuiltLayer>& la
   if (key.empty()) return;
   std::error_code ec;
   fs::create_directories(dir_, ec);
-  json j = json::object();
-  if (auto bytes = oci::ReadFileToString(dir_ / "state.json", 16 << 20)) {
-    j = json::parse(*bytes, nullptr, false);
-    if (!j.is_object()) j = json::object();
-  }
+  json j = Load(/*warn=*/false);  // Lookup already said what was wrong
   json ls = json::array();
   for (const auto& l : layers) {
     ls.push_back({{"descriptor", oci::DescriptorToJson(l.descriptor)},
@@ -85,10 +156,12 @@ void BuildCache::Store(const std::string& key, const std::vector<BuiltLayer>& la
                   {"fileBytes", l.file_bytes},
                   {"files", l.files}});
   }
+  json& builds = j["builds"];  // Load guarantees an object or nothing
+  if (!builds.is_object()) builds = json::object();
   // Keep the state small: the last few builds are enough for re-runs.
-  if (j.contains("builds") && j["builds"].size() > 16) j["builds"] = json::object();
-  j["builds"][key] = {{"layers", ls}};
-  auto r = oci::WriteFileAtomic(dir_ / "state.json", j.dump(1));
+  if (builds.size() > 16) builds = json::object();
+  builds[key] = {{"layers", ls}};
+  auto r = oci::WriteFileAtomic(dir_ / kStateFile, j.dump(1));
   if (!r) registry::Log()->debug("build cache not saved: {}", r.error().message);
 }
 

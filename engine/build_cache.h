@@ -4,11 +4,16 @@
 // at all (design.md "Re-runs, resume").
 //
 // The file lives in --cache-dir (default: DIR/../.mc-engine-cache/<basename of DIR>)
-// and is advisory: when it cannot be read or written we build normally.
+// and is advisory: when it cannot be read or written we build normally. A
+// file or entry of the wrong shape (not JSON, wrong types, missing fields)
+// is ignored with a warning naming it and rewritten by the next Store; every
+// field is read with checked accessors, so no JSON exception comes out.
 // Thread guarantee: one thread at a time.
 #pragma once
 
 #include <filesystem>
+
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,12 +31,18 @@ class BuildCache {
   // has no source file (streamed inputs are not cached).
   std::string Key(const std::vector<oci::TarEntry>& entries, const BuildOptions& options) const;
 
+  // The layers stored under `key`; nullopt when none or malformed (warned).
   std::optional<std::vector<BuiltLayer>> Lookup(const std::string& key) const;
   void Store(const std::string& key, const std::vector<BuiltLayer>& layers) const;
 
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  static constexpr const char* kStateFile = "state.json";
+  // state.json as an object whose "builds", if present, is an object; {} when
+  // missing or malformed (warned about when `warn`).
+  nlohmann::json Load(bool warn) const;
+
   std::filesystem::path dir_;
 };
 

@@ -28,6 +28,12 @@
 // kernel crash or reboot can lose it, and then the boot id differs, so every
 // file of the manifest is re-hashed (not re-downloaded) before it is trusted.
 // Where the boot id cannot be read, each file is fsynced as before.
+//
+// Nothing is written outside DIR: DIR/.mc-download and every directory a
+// file lands in are opened below DIR with O_NOFOLLOW (engine/beneath.h), and
+// part files, state files and final renames go through those descriptors. A
+// symlink where a directory is expected (DIR/sub → /elsewhere) stops the
+// download before any byte is fetched, with an error naming it.
 #include "engine/download.h"
 
 #include <fcntl.h>
@@ -52,7 +58,10 @@ using oci::Fail;
 
 struct FileJob {
   HfFile file;
-  fs::path final_path, part_path, state_path;
+  fs::path final_path, part_path, state_path;  // for messages
+  std::string parent_rel;                      // directory of the file below DIR ("" = DIR)
+  std::string base_name;                       // its name there
+  std::string part_name, state_name;           // in the state directory
   FileLocation loc;
   std::unique_ptr<FileHasher> hasher;
   int fd = -1;
@@ -94,11 +103,12 @@ struct FileJob {
 
 class Run {
  public:
-  Run(HfClient& client, const DownloadOptions& options, fs::path state_dir, Manifest& manifest,
-      std::shared_ptr<ProgressTask> progress)
+  Run(HfClient& client, const DownloadOptions& options, const DirFd& root, const DirFd& state_dir,
+      Manifest& manifest, std::shared_ptr<ProgressTask> progress)
       : client_(client),
         options_(options),
-        state_dir_(std::move(state_dir)),
+        root_(root),
+        state_dir_(state_dir),
         manifest_(manifest),
         progress_(std::move(progress)) {}
 
@@ -122,7 +132,8 @@ class Run {
 
   HfClient& client_;
   const DownloadOptions& options_;
-  fs::path state_dir_;
+  const DirFd& root_;
+  const DirFd& state_dir_;
   Manifest& manifest_;
   std::shared_ptr<ProgressTask> progress_;
   std::vector<FileJob*> files_;  // with segments to fetch, in listing order
@@ -238,7 +249,9 @@ oci::Result<void> Run::FetchSegment(FileJob& job, size_t seg) {
   }
   if (snapshot) {
     std::lock_guard lock(job.state_file_mu);
-    if (!job.state_file_removed) MC_RETURN_IF_ERROR(SavePartState(job.state_path, *snapshot));
+    if (!job.state_file_removed) {
+      MC_RETURN_IF_ERROR(SavePartState(state_dir_, job.state_name, *snapshot));
+    }
   }
   MC_ASSIGN_OR_RETURN(bool last, CatchUp(job));
   if (last) MC_RETURN_IF_ERROR(Finalize(job));
@@ -255,33 +268,31 @@ oci::Result<void> Run::Finalize(FileJob& job) {
   ::close(job.fd);
   job.fd = -1;
   if (!job.hasher->expected().empty() && got != job.hasher->expected()) {
-    std::error_code ec;
-    fs::remove(job.part_path, ec);
+    ::unlinkat(state_dir_.get(), job.part_name.c_str(), 0);
     {
       std::lock_guard lock(job.state_file_mu);
       job.state_file_removed = true;
-      fs::remove(job.state_path, ec);
+      ::unlinkat(state_dir_.get(), job.state_name.c_str(), 0);
     }
     return Fail(ErrorCode::kVerificationFailed,
                 what + ": downloaded bytes do not match the Hub's " +
                     (job.file.is_lfs() ? "sha256 " : "git oid ") + job.hasher->expected() +
                     " (got " + got + "); the partial file was deleted, run again to retry");
   }
-  std::error_code ec;
-  fs::create_directories(job.final_path.parent_path(), ec);
-  fs::rename(job.part_path, job.final_path, ec);
-  if (ec) {
+  MC_ASSIGN_OR_RETURN(DirFd parent, OpenBeneath(root_, job.parent_rel, /*create=*/true));
+  if (::renameat(state_dir_.get(), job.part_name.c_str(), parent.get(), job.base_name.c_str()) !=
+      0) {
     return Fail(ErrorCode::kIo, "renaming " + job.part_path.string() + " to " +
-                                    job.final_path.string() + ": " + ec.message());
+                                    job.final_path.string() + ": " + oci::ErrnoMessage(errno));
   }
   {
     std::lock_guard lock(job.state_file_mu);
     job.state_file_removed = true;
-    fs::remove(job.state_path, ec);
+    ::unlinkat(state_dir_.get(), job.state_name.c_str(), 0);
   }
   std::lock_guard lock(mu_);
   manifest_.files[job.file.path] = VerifiedFile{job.file.size, FileOid(job.file)};
-  return SaveManifest(state_dir_ / "manifest.json", manifest_);
+  return SaveManifest(state_dir_, manifest_);
 }
 
 FileJob* Run::Next(size_t& seg) {
@@ -314,7 +325,14 @@ void Run::Worker() {
       Record(oci::Error{ErrorCode::kCancelled, "interrupted; run again to resume", 0, {}});
       return;
     }
-    auto status = FetchSegment(*job, seg);
+    oci::Result<void> status;
+    // Nothing may escape a worker thread (that would be std::terminate): an
+    // unexpected exception fails the download like any other error.
+    try {
+      status = FetchSegment(*job, seg);
+    } catch (const std::exception& e) {
+      status = Fail(ErrorCode::kInternal, job->file.path + ": internal error: " + e.what());
+    }
     Done(*job);
     if (!status) {
       {
@@ -345,19 +363,23 @@ oci::Result<void> Run::Execute(std::vector<std::unique_ptr<FileJob>>& jobs) {
   for (auto& t : pool) t.join();
   // Keep what the segments reached, for the next run.
   for (auto& job : jobs) {
-    if (job->fd >= 0 && fs::exists(job->part_path))
-      (void)SavePartState(job->state_path, job->state);
+    struct stat st;
+    if (job->fd >= 0 &&
+        ::fstatat(state_dir_.get(), job->part_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      (void)SavePartState(state_dir_, job->state_name, job->state);
+    }
   }
   if (error_) return std::unexpected(*error_);
   return {};
 }
 
 // Opens (or creates) the part file of a job and loads its resume state.
-oci::Result<void> PrepareJob(FileJob& job, uint64_t segment_size) {
-  auto saved = LoadPartState(job.state_path, job.file);
+oci::Result<void> PrepareJob(FileJob& job, const DirFd& state_dir, uint64_t segment_size) {
+  auto saved = LoadPartState(state_dir, job.state_name, job.file);
   struct stat st {};
-  bool part_ok = saved && ::stat(job.part_path.c_str(), &st) == 0 &&
-                 static_cast<uint64_t>(st.st_size) == job.file.size;
+  bool part_ok = saved &&
+                 ::fstatat(state_dir.get(), job.part_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                 S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == job.file.size;
   if (part_ok) {
     job.state = *saved;
   } else {
@@ -365,8 +387,8 @@ oci::Result<void> PrepareJob(FileJob& job, uint64_t segment_size) {
     size_t n = static_cast<size_t>((job.file.size + segment_size - 1) / segment_size);
     job.state.done.assign(n, 0);
   }
-  job.fd =
-      ::open(job.part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (part_ok ? 0 : O_TRUNC), 0644);
+  job.fd = ::openat(state_dir.get(), job.part_name.c_str(),
+                    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (part_ok ? 0 : O_TRUNC), 0644);
   if (job.fd < 0 || ::ftruncate(job.fd, static_cast<off_t>(job.file.size)) != 0) {
     return Fail(ErrorCode::kIo, "cannot create " + job.part_path.string() + ": " +
                                     oci::ErrnoMessage(errno) + " (is DIR writable?)");
@@ -378,28 +400,34 @@ oci::Result<void> PrepareJob(FileJob& job, uint64_t segment_size) {
   return {};
 }
 
+// True when dir/name is a regular file (not a link) of `size` bytes.
+bool RegularFileOfSize(const DirFd* dir, const std::string& name, uint64_t size) {
+  struct stat st;
+  return dir != nullptr && ::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == size;
+}
+
 // Hashes an existing final file that the manifest does not know (a copy
-// made by other means): if it matches, it needs no download.
-bool ExistingFileMatches(const fs::path& path, const HfFile& file) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec) || fs::file_size(path, ec) != file.size) return false;
-  if (FileOid(file).empty()) return false;
-  auto reader = oci::OpenFile(path);
-  if (!reader) return false;
-  auto verifying = NewHfVerifyingReader(std::move(*reader), file, path.string());
+// made by other means): if it matches, it needs no download. A link there is
+// never read (it is replaced when the file is written).
+bool ExistingFileMatches(const DirFd* dir, const std::string& name, const HfFile& file) {
+  if (!RegularFileOfSize(dir, name, file.size) || FileOid(file).empty()) return false;
+  int fd = ::openat(dir->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  auto verifying = NewHfVerifyingReader(std::make_unique<oci::FdReader>(fd, dir->Child(name)), file,
+                                        dir->Child(name));
   oci::NullWriter sink;
   return oci::Copy(*verifying, sink).has_value();
 }
 
-oci::Result<void> CreateEmptyFile(const fs::path& path, const HfFile& file) {
-  FileHasher hasher(file);
+oci::Result<void> CreateEmptyFile(const DirFd& root, const FileJob& job) {
+  FileHasher hasher(job.file);
   if (!hasher.expected().empty() && hasher.HexDigest() != hasher.expected()) {
     return Fail(ErrorCode::kVerificationFailed,
-                file.path + ": the Hub lists it as empty but its hash is not an empty file's");
+                job.file.path + ": the Hub lists it as empty but its hash is not an empty file's");
   }
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  return oci::WriteFileAtomic(path, "");
+  MC_ASSIGN_OR_RETURN(DirFd parent, OpenBeneath(root, job.parent_rel, /*create=*/true));
+  return WriteFileAtomicAt(parent, job.base_name, "");
 }
 
 }  // namespace
@@ -423,13 +451,10 @@ oci::Result<DownloadResult> Download(std::shared_ptr<registry::Transport> transp
   DownloadResult result{ref.String(), ref.repo_id, ref.revision, commit, files.size()};
   for (const auto& f : files) result.bytes += f.size;
 
-  fs::path state_dir = options.dir / kDownloadStateDir;
-  std::error_code ec;
-  fs::create_directories(state_dir, ec);
-  if (ec) {
-    return Fail(ErrorCode::kIo, "cannot create " + state_dir.string() + ": " + ec.message());
-  }
-  Manifest manifest = LoadManifest(state_dir / "manifest.json");
+  MC_ASSIGN_OR_RETURN(DirFd root, OpenRootDir(options.dir, /*create=*/true));
+  fs::path state_path = options.dir / kDownloadStateDir;
+  MC_ASSIGN_OR_RETURN(DirFd state_dir, OpenBeneath(root, kDownloadStateDir, /*create=*/true));
+  Manifest manifest = LoadManifest(state_dir);
   const std::string boot_id = CurrentBootId();
   if (manifest.boot_id != boot_id) {
     // Verified in another boot without fsync: re-hash whatever is on disk.
@@ -439,18 +464,42 @@ oci::Result<DownloadResult> Download(std::shared_ptr<registry::Transport> transp
   manifest.source = result.source;
   manifest.commit = commit;
 
+  // Every directory a file lands in, checked before anything is written: a
+  // link where a directory is expected is an error (missing ones are made later).
+  for (const auto& f : files) {
+    size_t slash = f.path.rfind('/');
+    if (slash == std::string::npos) continue;
+    auto opened = OpenBeneath(root, f.path.substr(0, slash), /*create=*/false);
+    if (!opened && opened.error().code != ErrorCode::kNotFound) {
+      return std::unexpected(opened.error());
+    }
+  }
   std::vector<std::unique_ptr<FileJob>> jobs;
   uint64_t to_fetch = 0;
   for (const auto& f : files) {
     if (f.path == kDownloadStateDir || f.path.starts_with(std::string(kDownloadStateDir) + "/")) {
       return Fail(ErrorCode::kInvalidInput, f.path + ": clashes with the download state directory");
     }
-    fs::path final_path = options.dir / f.path;
+    auto job = std::make_unique<FileJob>();
+    job->file = f;
+    job->final_path = options.dir / f.path;
+    size_t slash = f.path.rfind('/');
+    job->parent_rel = slash == std::string::npos ? "" : f.path.substr(0, slash);
+    job->base_name = slash == std::string::npos ? f.path : f.path.substr(slash + 1);
+    // A link where a directory is expected stops the download here, before
+    // anything is fetched; a missing directory is created when the file lands.
+    std::optional<DirFd> parent;
+    if (auto opened = OpenBeneath(root, job->parent_rel, /*create=*/false)) {
+      parent = std::move(*opened);
+    } else if (opened.error().code != ErrorCode::kNotFound) {
+      return std::unexpected(opened.error());
+    }
+    const DirFd* parent_fd = parent ? &*parent : nullptr;
     auto known = manifest.files.find(f.path);
     bool verified = known != manifest.files.end() && known->second.oid == FileOid(f) &&
-                    known->second.size == f.size && fs::is_regular_file(final_path, ec) &&
-                    fs::file_size(final_path, ec) == f.size;
-    if (!verified && ExistingFileMatches(final_path, f)) {
+                    known->second.size == f.size &&
+                    RegularFileOfSize(parent_fd, job->base_name, f.size);
+    if (!verified && ExistingFileMatches(parent_fd, job->base_name, f)) {
       manifest.files[f.path] = VerifiedFile{f.size, FileOid(f)};
       verified = true;
     }
@@ -460,31 +509,30 @@ oci::Result<DownloadResult> Download(std::shared_ptr<registry::Transport> transp
     }
     manifest.files.erase(f.path);
     if (f.size == 0) {
-      MC_RETURN_IF_ERROR(CreateEmptyFile(final_path, f));
+      MC_RETURN_IF_ERROR(CreateEmptyFile(root, *job));
       manifest.files[f.path] = VerifiedFile{0, FileOid(f)};
       continue;
     }
-    auto job = std::make_unique<FileJob>();
-    job->file = f;
-    job->final_path = final_path;
     std::string key = StateKey(f.path);
-    job->part_path = state_dir / (key + ".part");
-    job->state_path = state_dir / (key + ".json");
+    job->part_name = key + ".part";
+    job->state_name = key + ".json";
+    job->part_path = state_path / job->part_name;
+    job->state_path = state_path / job->state_name;
     job->loc.repo_id = ref.repo_id;
     job->loc.commit = commit;
     job->loc.file = f;
-    MC_RETURN_IF_ERROR(PrepareJob(*job, options.segment_size));
+    MC_RETURN_IF_ERROR(PrepareJob(*job, state_dir, options.segment_size));
     to_fetch += f.size;
     for (uint64_t d : job->state.done) to_fetch -= d;
     jobs.push_back(std::move(job));
   }
-  MC_RETURN_IF_ERROR(SaveManifest(state_dir / "manifest.json", manifest));
+  MC_RETURN_IF_ERROR(SaveManifest(state_dir, manifest));
   registry::Log()->info("{}@{}: {} files, {} bytes; {} already verified", result.source, commit,
                         result.files, result.bytes, result.files_skipped);
 
   std::shared_ptr<ProgressTask> task;
   if (progress) task = progress->Start("download", ref.repo_id, to_fetch);
-  Run run(client, options, state_dir, manifest, task);
+  Run run(client, options, root, state_dir, manifest, task);
   run.set_fsync_files(boot_id.empty());
   auto status = run.Execute(jobs);
   result.bytes_transferred = run.transferred();

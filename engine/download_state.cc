@@ -10,14 +10,12 @@
 
 #include <openssl/evp.h>
 
-#include <fstream>
-#include <thread>
-
 #include <nlohmann/json.hpp>
 
 #include "engine/download.h"
 #include "oci/digest.h"
 #include "oci/io.h"
+#include "registry/log.h"
 
 namespace mc::engine {
 
@@ -134,84 +132,138 @@ std::string CurrentBootId() {
   return id;
 }
 
-Manifest LoadManifest(const std::filesystem::path& path) {
-  Manifest m;
-  auto text = oci::ReadFileToString(path);
-  if (!text) return m;
-  auto j = nlohmann::json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return m;
-  try {
-    m.source = j.value("source", "");
-    m.commit = j.value("commit", "");
-    m.boot_id = j.value("bootId", "");
-    if (auto files = j.find("files"); files != j.end() && files->is_object()) {
-      for (const auto& [name, f] : files->items()) {
-        m.files[name] = VerifiedFile{f.at("size").get<uint64_t>(), f.at("oid").get<std::string>()};
-      }
+namespace {
+
+using nlohmann::json;
+
+// Checked reads of untrusted JSON: false (and nothing assigned) when the key
+// is missing or of another type.
+bool GetString(const json& j, const char* key, std::string& out) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return false;
+  out = it->get_ref<const std::string&>();
+  return true;
+}
+
+bool GetUint(const json& j, const char* key, uint64_t& out) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_unsigned()) return false;
+  out = it->get<uint64_t>();
+  return true;
+}
+
+void WarnIgnored(const DirFd& dir, const std::string& name, const std::string& why) {
+  registry::Log()->warn("ignoring the download state file {}: {}; it will be rewritten",
+                        dir.Child(name), why);
+}
+
+// The shape of manifest.json; "" when it holds, else what is wrong.
+std::string ParseManifest(const json& j, Manifest& m) {
+  if (!j.is_object()) return "not a JSON object";
+  if (!GetString(j, "source", m.source) || !GetString(j, "commit", m.commit) ||
+      !GetString(j, "bootId", m.boot_id)) {
+    return "\"source\", \"commit\" or \"bootId\" is missing or not a string";
+  }
+  auto files = j.find("files");
+  if (files == j.end() || !files->is_object()) return "\"files\" is missing or not an object";
+  for (const auto& [name, f] : files->items()) {
+    VerifiedFile v;
+    if (!f.is_object() || !GetUint(f, "size", v.size) || !GetString(f, "oid", v.oid)) {
+      return "the entry of \"" + name + "\" has no unsigned \"size\" and string \"oid\"";
     }
-  } catch (const nlohmann::json::exception&) {
+    m.files[name] = std::move(v);
+  }
+  return "";
+}
+
+}  // namespace
+
+Manifest LoadManifest(const DirFd& dir) {
+  auto text = ReadFileAt(dir, kManifestName, 256 << 20);
+  if (!text) {
+    if (text.error().code != ErrorCode::kNotFound) {
+      WarnIgnored(dir, kManifestName, text.error().message);
+    }
+    return Manifest{};
+  }
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    WarnIgnored(dir, kManifestName, "not valid JSON");
+    return Manifest{};
+  }
+  Manifest m;
+  if (std::string why = ParseManifest(j, m); !why.empty()) {
+    WarnIgnored(dir, kManifestName, why);
     return Manifest{};
   }
   return m;
 }
 
-oci::Result<void> SaveManifest(const std::filesystem::path& path, const Manifest& m) {
-  nlohmann::json files = nlohmann::json::object();
+oci::Result<void> SaveManifest(const DirFd& dir, const Manifest& m) {
+  json files = json::object();
   for (const auto& [name, f] : m.files) files[name] = {{"size", f.size}, {"oid", f.oid}};
-  nlohmann::json j = {{"version", 1},
-                      {"source", m.source},
-                      {"commit", m.commit},
-                      {"bootId", m.boot_id},
-                      {"files", files}};
-  return oci::WriteFileAtomic(path, j.dump(1) + "\n");
+  json j = {{"version", 1},
+            {"source", m.source},
+            {"commit", m.commit},
+            {"bootId", m.boot_id},
+            {"files", files}};
+  // Paths come from the Hub: invalid UTF-8 is replaced rather than thrown on.
+  return WriteFileAtomicAt(dir, kManifestName,
+                           j.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
-std::optional<PartState> LoadPartState(const std::filesystem::path& path, const HfFile& file) {
-  auto text = oci::ReadFileToString(path);
-  if (!text) return std::nullopt;
-  auto j = nlohmann::json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  try {
-    PartState s;
-    s.path = j.at("path").get<std::string>();
-    s.size = j.at("size").get<uint64_t>();
-    s.oid = j.at("oid").get<std::string>();
-    s.segment_size = j.at("segmentSize").get<uint64_t>();
-    s.done = j.at("done").get<std::vector<uint64_t>>();
-    if (s.path != file.path || s.size != file.size || s.oid != FileOid(file) ||
-        s.segment_size == 0 || s.done.size() != (s.size + s.segment_size - 1) / s.segment_size) {
-      return std::nullopt;
-    }
-    for (size_t i = 0; i < s.done.size(); ++i) {
-      uint64_t len = std::min(s.segment_size, s.size - i * s.segment_size);
-      if (s.done[i] > len) return std::nullopt;
-    }
-    return s;
-  } catch (const nlohmann::json::exception&) {
+std::optional<PartState> LoadPartState(const DirFd& dir, const std::string& name,
+                                       const HfFile& file) {
+  auto text = ReadFileAt(dir, name, 64 << 20);
+  if (!text) {
+    if (text.error().code != ErrorCode::kNotFound) WarnIgnored(dir, name, text.error().message);
     return std::nullopt;
   }
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    WarnIgnored(dir, name, "not a JSON object");
+    return std::nullopt;
+  }
+  PartState s;
+  auto done = j.find("done");
+  if (!GetString(j, "path", s.path) || !GetUint(j, "size", s.size) || !GetString(j, "oid", s.oid) ||
+      !GetUint(j, "segmentSize", s.segment_size) || done == j.end() || !done->is_array()) {
+    WarnIgnored(dir, name, "a field is missing or of the wrong type");
+    return std::nullopt;
+  }
+  for (const auto& d : *done) {
+    if (!d.is_number_unsigned()) {
+      WarnIgnored(dir, name, "\"done\" holds something other than byte counts");
+      return std::nullopt;
+    }
+    s.done.push_back(d.get<uint64_t>());
+  }
+  // Another version of the file (or another segment size): stale, not broken.
+  if (s.path != file.path || s.size != file.size || s.oid != FileOid(file)) return std::nullopt;
+  if (s.segment_size == 0 || s.done.size() != (s.size + s.segment_size - 1) / s.segment_size) {
+    WarnIgnored(dir, name, "its segments do not add up to the file");
+    return std::nullopt;
+  }
+  for (size_t i = 0; i < s.done.size(); ++i) {
+    uint64_t len = std::min(s.segment_size, s.size - i * s.segment_size);
+    if (s.done[i] > len) {
+      WarnIgnored(dir, name, "a segment claims more bytes than it has");
+      return std::nullopt;
+    }
+  }
+  return s;
 }
 
-oci::Result<void> SavePartState(const std::filesystem::path& path, const PartState& s) {
-  nlohmann::json j = {{"path", s.path},
-                      {"size", s.size},
-                      {"oid", s.oid},
-                      {"segmentSize", s.segment_size},
-                      {"done", s.done}};
+oci::Result<void> SavePartState(const DirFd& dir, const std::string& name, const PartState& s) {
+  json j = {{"path", s.path},
+            {"size", s.size},
+            {"oid", s.oid},
+            {"segmentSize", s.segment_size},
+            {"done", s.done}};
   // No fsync: this is a hint. A state that claims bytes the disk lost shows
   // up as a hash mismatch on resume, never as a wrong final file.
-  std::string tmp = path.string() + "." +
-                    std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id())) +
-                    ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump() << "\n";
-    if (!out.flush()) return Fail(ErrorCode::kIo, "cannot write " + tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Fail(ErrorCode::kIo, "cannot rename " + tmp + ": " + ec.message());
-  return {};
+  return WriteFileAtomicAt(dir, name, j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+                           /*sync=*/false);
 }
 
 }  // namespace download_internal

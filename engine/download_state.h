@@ -2,7 +2,12 @@
 //
 // manifest.json: {"version":1,"source":…,"commit":…,"bootId":…,"files":{path:{"size","oid"}}}
 // <key>.json:    {"path","size","oid","segmentSize","done":[bytes per segment]}
-// Both are written atomically (temp + fsync + rename). One thread at a time.
+// Both are written atomically (temp + rename) inside the state directory,
+// opened beneath DIR (engine/beneath.h). Both are advisory: a file that is
+// missing, not JSON, or of the wrong shape is ignored (with a warning naming
+// it) and rewritten; its files are then fetched or rehashed again. Every
+// field is read with checked accessors, so no JSON exception can come out of
+// a bad file. One thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/beneath.h"
 #include "engine/hf_hub.h"
 #include "oci/error.h"
 
@@ -33,9 +39,12 @@ struct Manifest {
   std::map<std::string, VerifiedFile> files;
 };
 
-// A missing or unreadable manifest is an empty one (the files get re-fetched).
-Manifest LoadManifest(const std::filesystem::path& path);
-oci::Result<void> SaveManifest(const std::filesystem::path& path, const Manifest& m);
+inline constexpr const char* kManifestName = "manifest.json";
+
+// dir/manifest.json; a missing, unreadable or malformed one is an empty one
+// (the files get re-verified), malformed ones with a warning.
+Manifest LoadManifest(const DirFd& dir);
+oci::Result<void> SaveManifest(const DirFd& dir, const Manifest& m);
 
 struct PartState {
   std::string path;
@@ -45,9 +54,12 @@ struct PartState {
   std::vector<uint64_t> done;  // bytes done from the start of each segment
 };
 
-// nullopt when missing, unreadable, or for another file version.
-std::optional<PartState> LoadPartState(const std::filesystem::path& path, const HfFile& file);
-oci::Result<void> SavePartState(const std::filesystem::path& path, const PartState& s);
+// dir/name; nullopt when missing, unreadable, malformed (with a warning) or
+// for another file version.
+std::optional<PartState> LoadPartState(const DirFd& dir, const std::string& name,
+                                       const HfFile& file);
+// Not synced: a hint (see download_state.cc).
+oci::Result<void> SavePartState(const DirFd& dir, const std::string& name, const PartState& s);
 
 // /proc/sys/kernel/random/boot_id, "" when unavailable.
 std::string CurrentBootId();

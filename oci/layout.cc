@@ -9,8 +9,21 @@
 // index.json is updated by read-modify-write under an flock on
 // DIR/.index.json.lock, then replaced by rename: concurrent writers of the
 // same layout (two builds tagging one layout) cannot lose each other's tags.
+//
+// A writer holds an flock on its temp blob until it is renamed or removed.
+// A run that dies without unwinding (SIGKILL, power loss) leaves its
+// `.tmp-*` behind; the next Open removes every temp blob nobody holds (and
+// nobody wrote to for a minute), so
+// the leftovers of failed runs do not pile up, while a concurrent writer's
+// file is left alone. Complete blobs of a failed run (a layer or config whose
+// manifest was never written) keep their digest name and are reused by the
+// next build that produces them.
+//
+// Writes never go through links inside the layout: blobs/, blobs/sha256/,
+// index.json and oci-layout must not be symlinks (DIR itself may be).
 #include "oci/layout.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -18,6 +31,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <ctime>
 
 #include "oci/media_types.h"
 
@@ -147,6 +161,44 @@ Result<void> EnsureDir(const fs::path& p) {
   return {};
 }
 
+// kInvalidInput when `p` is a symlink: the layout writes only beneath DIR.
+Result<void> NotALink(const fs::path& p) {
+  struct stat st;
+  if (::lstat(p.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    return Fail(ErrorCode::kInvalidInput,
+                p.string() +
+                    " is a symlink; an oci: layout is written only through real "
+                    "directories and files: replace it or choose another layout");
+  }
+  return {};
+}
+
+// Removes the temp blobs of runs that are gone: no flock held on them and
+// untouched for a minute (a writer closes its file, dropping the lock, just
+// before renaming it; the age keeps us out of that window).
+void RemoveStaleTempBlobs(const fs::path& blob_dir) {
+  const time_t cutoff = ::time(nullptr) - 60;
+  DIR* d = ::opendir(blob_dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> stale;
+  while (struct dirent* de = ::readdir(d)) {
+    std::string_view n = de->d_name;
+    if (n.starts_with(".tmp-")) stale.emplace_back(n);
+  }
+  ::closedir(d);
+  for (const std::string& n : stale) {
+    fs::path p = blob_dir / n;
+    int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_mtime < cutoff &&
+        ::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      ::unlink(p.c_str());
+    }
+    ::close(fd);
+  }
+}
+
 }  // namespace
 
 Result<Index> ReadLayoutIndex(const fs::path& dir) {
@@ -167,11 +219,15 @@ Result<std::unique_ptr<LayoutDestination>> LayoutDestination::Open(const fs::pat
     return Fail(ErrorCode::kInvalidInput,
                 "destination " + dir.string() + " exists and is not a directory");
   }
+  for (const char* part : {"blobs", "blobs/sha256", "index.json", "oci-layout"}) {
+    MC_RETURN_IF_ERROR(NotALink(dir / part));
+  }
   if (fs::exists(dir / "index.json", ec) && !fs::exists(dir / "oci-layout", ec)) {
     return Fail(ErrorCode::kInvalidInput,
                 dir.string() + " has an index.json but no oci-layout file: not an OCI layout");
   }
   MC_RETURN_IF_ERROR(EnsureDir(dir / "blobs" / "sha256"));
+  RemoveStaleTempBlobs(dir / "blobs" / "sha256");
   if (!fs::exists(dir / "oci-layout", ec)) {
     MC_RETURN_IF_ERROR(WriteFileAtomic(dir / "oci-layout", kLayoutFile));
   }
@@ -198,6 +254,9 @@ Result<std::unique_ptr<BlobWriter>> LayoutDestination::Begin(const BlobHint& /*h
   int fd = ::mkstemp(tmpl.data());
   if (fd < 0) return std::unexpected(IoError("creating a temp blob in " + dir_.string(), errno));
   ::fchmod(fd, 0644);
+  // Held until the writer closes the file: marks it as in use (see Open).
+  while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+  }
   return std::make_unique<LayoutBlobWriter>(this, tmpl, fd);
 }
 

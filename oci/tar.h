@@ -25,8 +25,8 @@ struct TarEntry {
   // Name in the archive: relative, no leading "/" or "./", no trailing "/",
   // e.g. "models/config.json".
   std::string name;
-  // For kFile: the file to read (a symlink that leaves DIR is resolved to its
-  // target here). Empty when the caller supplies the content.
+  // For kFile: the file to read (a followed symlink is resolved to its target
+  // here). Empty when the caller supplies the content.
   std::filesystem::path source;
   uint64_t size = 0;     // kFile only
   uint32_t mode = 0644;  // already normalised: 0755 dirs and executables, else 0644
@@ -49,18 +49,32 @@ void SortTarEntries(std::vector<TarEntry>& entries);
 struct ScanOptions {
   // Where DIR lands in the image, e.g. "/models" → entries "models", "models/...".
   std::string prefix = "/models";
+  // --follow-symlinks: pack what links leaving DIR point to instead of
+  // refusing them (see ScanDirectory).
+  bool follow_symlinks = false;
 };
 
 // Walks `dir` and returns every entry, including the prefix directories, sorted
 // by TarNameLess. Errors (kInvalidInput, with the offending path and what to
 // do): DIR not a directory (kNotFound when missing), dangling symlinks, symlink
-// loops, symlinks to directories outside DIR, FIFOs, sockets, devices, names
+// loops, symlinks leaving DIR (below), FIFOs, sockets, devices, names
 // starting with ".wh.", unreadable files or directories.
-// Symlinks: one whose resolved target lies inside DIR is kept as a symlink
-// (its text as is when relative and lexically inside DIR, else rewritten
-// relative to the link's directory); one leaving DIR to a regular file becomes
-// a kFile whose `source` is the resolved file. Regular files with the same
-// device and inode: the first in archive order is a kFile, the others kHardlink.
+// Symlinks are resolved one component at a time:
+//  - one whose chain reads no link outside DIR and ends inside DIR is kept as
+//    a symlink (its text as is when relative and without "..", else
+//    rewritten relative to the link's directory);
+//  - one that leaves DIR (ends outside, or passes through a link outside DIR
+//    even if it comes back) is refused, naming the link, its target and
+//    --follow-symlinks, except when DIR is (inside) a Hugging Face cache
+//    snapshot, <cache>/models--ORG--NAME/snapshots/<rev>, and the link
+//    resolves, through links inside models--ORG--NAME only, to a regular file
+//    under models--ORG--NAME/blobs/: that becomes a kFile whose `source` is
+//    the blob;
+//  - with follow_symlinks, a leaving link becomes what it points to: a kFile
+//    (source = the resolved file) or a directory walked with every link below
+//    it dereferenced (a link to a directory being walked: a loop, refused).
+// Regular files with the same device and inode: the first in archive order
+// is a kFile, the others kHardlink.
 // Blocking (filesystem); thread-safe (no shared state).
 Result<std::vector<TarEntry>> ScanDirectory(const std::filesystem::path& dir,
                                             const ScanOptions& options);

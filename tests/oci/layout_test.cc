@@ -1,5 +1,6 @@
 #include "oci/layout.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 namespace mc::oci {
 namespace {
 
+namespace fs = std::filesystem;
 using mc::testing::ReadFile;
 using mc::testing::TempDir;
 
@@ -93,6 +95,64 @@ TEST(LayoutTest, ExistingBlobIsNotRewritten) {
   ASSERT_EQ(::stat((*dest)->BlobPath(Digest::Of("same")).c_str(), &st1), 0);
   EXPECT_TRUE(*(*dest)->Exists(Digest::Of("same")));
   EXPECT_FALSE(*(*dest)->Exists(Digest::Of("other")));
+}
+
+// The temp blob of a run that died without cleaning up is removed by the
+// next Open; one a live writer holds (or one just written) is left alone.
+TEST(LayoutTest, OpenRemovesTempBlobsOfDeadRuns) {
+  TempDir tmp;
+  ASSERT_TRUE(LayoutDestination::Open(tmp / "out"));
+  fs::path blobs = tmp / "out/blobs/sha256";
+  auto age = [](const fs::path& p) {
+    struct timespec old[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), old, 0), 0);
+  };
+  mc::testing::WriteFile(blobs / ".tmp-dead01", "half a layer");
+  age(blobs / ".tmp-dead01");
+  mc::testing::WriteFile(blobs / ".tmp-fresh1", "being written");
+  // A writer of another process holding its temp blob, idle for an hour.
+  auto live = LayoutDestination::Open(tmp / "out");
+  ASSERT_TRUE(live);
+  auto w = (*live)->Begin(BlobHint{});
+  ASSERT_TRUE(w);
+  ASSERT_TRUE((*w)->Write(AsBytes(std::string("slow"))));
+  std::vector<fs::path> held;
+  for (const auto& e : fs::directory_iterator(blobs)) {
+    std::string n = e.path().filename().string();
+    if (n.starts_with(".tmp-") && n != ".tmp-dead01" && n != ".tmp-fresh1")
+      held.push_back(e.path());
+  }
+  ASSERT_EQ(held.size(), 1u);
+  age(held[0]);
+
+  ASSERT_TRUE(LayoutDestination::Open(tmp / "out"));
+  EXPECT_FALSE(fs::exists(blobs / ".tmp-dead01"));
+  EXPECT_TRUE(fs::exists(blobs / ".tmp-fresh1"));
+  EXPECT_TRUE(fs::exists(held[0]));
+  Digest d = Digest::Of("slow");
+  EXPECT_TRUE((*w)->Commit(d, 4));
+  EXPECT_EQ(ReadFile(blobs / d.hex()), "slow");
+}
+
+// Nothing is written through a symlink inside the layout.
+TEST(LayoutTest, SymlinksInsideTheLayoutAreRefused) {
+  TempDir tmp;
+  fs::create_directories(tmp / "elsewhere/sha256");
+  fs::create_directories(tmp / "out");
+  fs::create_directory_symlink(tmp / "elsewhere", tmp / "out/blobs");
+  auto dest = LayoutDestination::Open(tmp / "out");
+  ASSERT_FALSE(dest);
+  EXPECT_EQ(dest.error().code, ErrorCode::kInvalidInput);
+  EXPECT_NE(dest.error().message.find((tmp / "out/blobs").string()), std::string::npos)
+      << dest.error().message;
+  EXPECT_TRUE(fs::is_empty(tmp / "elsewhere/sha256"));
+
+  fs::remove(tmp / "out/blobs");
+  mc::testing::WriteFile(tmp / "elsewhere/index.json", "{}");
+  fs::create_symlink(tmp / "elsewhere/index.json", tmp / "out/index.json");
+  dest = LayoutDestination::Open(tmp / "out");
+  ASSERT_FALSE(dest);
+  EXPECT_NE(dest.error().message.find("index.json"), std::string::npos) << dest.error().message;
 }
 
 TEST(LayoutTest, RejectsNonLayouts) {

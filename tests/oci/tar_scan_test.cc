@@ -156,8 +156,9 @@ TEST(TarScanTest, HuggingFaceSnapshotPacksTheFiles) {
   EXPECT_EQ(ReadFile(t / "out/models/sub/model.safetensors"), weights);
 }
 
-void ExpectScanError(const fs::path& dir, ErrorCode code, std::vector<std::string> fragments) {
-  auto r = ScanDirectory(dir, ScanOptions{});
+void ExpectScanError(const fs::path& dir, ErrorCode code, std::vector<std::string> fragments,
+                     bool follow = false) {
+  auto r = ScanDirectory(dir, ScanOptions{"/models", follow});
   ASSERT_FALSE(r) << "scan of " << dir << " should fail";
   EXPECT_EQ(r.error().code, code) << r.error().message;
   EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
@@ -190,14 +191,6 @@ TEST(TarScanTest, SymlinkLoopIsAnError) {
   ExpectScanError(t / "m", ErrorCode::kInvalidInput, {(t / "m/a").string(), "loop"});
 }
 
-TEST(TarScanTest, SymlinkToOutsideDirectoryIsAnError) {
-  TempDir t;
-  WriteFile(t / "elsewhere/f", "x");
-  Symlink("../elsewhere", t / "m/link");
-  ExpectScanError(t / "m", ErrorCode::kInvalidInput,
-                  {(t / "m/link").string(), "directory", "outside"});
-}
-
 TEST(TarScanTest, FifoIsAnError) {
   TempDir t;
   fs::create_directories(t / "m/d");
@@ -210,7 +203,9 @@ TEST(TarScanTest, SymlinkToOutsideFifoIsAnError) {
   ASSERT_EQ(::mkfifo((t / "pipe").c_str(), 0644), 0);
   Symlink("../pipe", t / "m/link");
   ExpectScanError(t / "m", ErrorCode::kInvalidInput,
-                  {(t / "m/link").string(), "not a regular file"});
+                  {(t / "m/link").string(), "leaves the model directory"});
+  ExpectScanError(t / "m", ErrorCode::kInvalidInput,
+                  {(t / "m/link").string(), "not a regular file"}, /*follow=*/true);
 }
 
 TEST(TarScanTest, SocketIsAnError) {
@@ -303,6 +298,118 @@ TEST(TarScanTest, UnreadableFileIsAnErrorNamingChmod) {
   r = ScanResult(t / "m");
   EXPECT_NE(r.find((t / "m/sub").string()), std::string::npos) << r;
   EXPECT_NE(r.find("chmod a+rx"), std::string::npos) << r;
+}
+
+// The symlink policy (issue 12): a link that leaves DIR is refused unless it
+// is a Hugging Face cache link into its repository's blobs/ or the user passes
+// --follow-symlinks; the error names the link, its target and the flag.
+std::vector<TarEntry> ScanFollowOk(const fs::path& dir) {
+  auto r = ScanDirectory(dir, ScanOptions{"/models", /*follow_symlinks=*/true});
+  EXPECT_TRUE(r) << r.error().message;
+  return r ? *r : std::vector<TarEntry>{};
+}
+
+TEST(TarScanSymlinkPolicyTest, AbsoluteLinkToOutsideFileIsRefused) {
+  TempDir t;
+  WriteFile(t / "secret/shadow", "root:x:");
+  WriteFile(t / "m/config.json", "{}");
+  std::string target = (t / "secret/shadow").string();
+  Symlink(target, t / "m/shadow");
+  ExpectScanError(
+      t / "m", ErrorCode::kInvalidInput,
+      {(t / "m/shadow").string(), target, "leaves the model directory", "--follow-symlinks"});
+  auto entries = ScanFollowOk(t / "m");
+  const TarEntry* e = Find(entries, "models/shadow");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->type, TarEntry::Type::kFile);
+  EXPECT_EQ(e->source, fs::canonical(t / "secret/shadow"));
+  EXPECT_EQ(e->size, 7u);
+}
+
+TEST(TarScanSymlinkPolicyTest, RelativeDotDotLinkIsRefused) {
+  TempDir t;
+  WriteFile(t / "etc/passwd", "root:x:0:0");
+  Symlink("../../../etc/passwd", t / "m/a/b/passwd");
+  ExpectScanError(t / "m", ErrorCode::kInvalidInput,
+                  {(t / "m/a/b/passwd").string(), "../../../etc/passwd",
+                   fs::canonical(t / "etc/passwd").string(), "--follow-symlinks"});
+  auto entries = ScanFollowOk(t / "m");
+  const TarEntry* e = Find(entries, "models/a/b/passwd");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->type, TarEntry::Type::kFile);
+}
+
+TEST(TarScanSymlinkPolicyTest, LinkToOutsideDirectoryIsRefusedOrWalked) {
+  TempDir t;
+  WriteFile(t / "elsewhere/f", "x");
+  WriteFile(t / "elsewhere/sub/g", "gg");
+  Symlink("../f", t / "elsewhere/sub/to-f");  // dereferenced below a followed link
+  Symlink("..", t / "elsewhere/sub/up");      // a loop once followed: refused
+  Symlink("../elsewhere", t / "m/link");
+  ExpectScanError(t / "m", ErrorCode::kInvalidInput,
+                  {(t / "m/link").string(), "../elsewhere", "--follow-symlinks"});
+  fs::remove(t / "elsewhere/sub/up");
+  auto entries = ScanFollowOk(t / "m");
+  EXPECT_EQ(Names(entries),
+            (std::vector<std::string>{"models", "models/link", "models/link/f", "models/link/sub",
+                                      "models/link/sub/g", "models/link/sub/to-f"}));
+  EXPECT_EQ(Find(entries, "models/link")->type, TarEntry::Type::kDirectory);
+  EXPECT_EQ(Find(entries, "models/link/sub/to-f")->type, TarEntry::Type::kFile);
+  EXPECT_EQ(Find(entries, "models/link/sub/to-f")->source, fs::canonical(t / "elsewhere/f"));
+  Symlink("..", t / "elsewhere/sub/up");
+  ExpectScanError(t / "m", ErrorCode::kInvalidInput, {(t / "elsewhere/sub/up").string(), "loop"},
+                  /*follow=*/true);
+}
+
+TEST(TarScanSymlinkPolicyTest, ChainThatLeavesAndComesBackIsRefused) {
+  TempDir t;
+  WriteFile(t / "m/c.bin", "C");
+  Symlink("../m/c.bin", t / "out/b");  // outside DIR, pointing back in
+  Symlink("../out/b", t / "m/a");
+  ExpectScanError(
+      t / "m", ErrorCode::kInvalidInput,
+      {(t / "m/a").string(), "../out/b", "leaves the model directory", "--follow-symlinks"});
+  auto entries = ScanFollowOk(t / "m");
+  const TarEntry* e = Find(entries, "models/a");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->type, TarEntry::Type::kFile);
+  EXPECT_EQ(e->source, fs::canonical(t / "m/c.bin"));
+}
+
+// A snapshot-like tree whose links point elsewhere than the repository's
+// blobs/ gets no exception: the names alone do not make it a cache.
+TEST(TarScanSymlinkPolicyTest, HuggingFaceLayoutOnlyCoversItsBlobs) {
+  TempDir t;
+  fs::path repo = t / "models--org--name";
+  WriteFile(repo / "blobs/abc", "blob");
+  WriteFile(repo / "refs/main", "0123");
+  WriteFile(t / "secret", "s");
+  fs::path snap = repo / "snapshots/0123";
+  Symlink("../../blobs/abc", snap / "ok.bin");
+  Symlink("../../refs/main", snap / "ref");  // in the repo, not under blobs/
+  ExpectScanError(snap, ErrorCode::kInvalidInput, {(snap / "ref").string(), "--follow-symlinks"});
+  fs::remove(snap / "ref");
+  Symlink("../../../secret", snap / "secret");  // leaves the repository folder
+  ExpectScanError(snap, ErrorCode::kInvalidInput,
+                  {(snap / "secret").string(), "--follow-symlinks"});
+  fs::remove(snap / "secret");
+  // A link into blobs/ by way of a link outside the repository folder.
+  Symlink((repo / "blobs/abc").string(), t / "hop");
+  Symlink("../../../hop", snap / "via-hop");
+  ExpectScanError(snap, ErrorCode::kInvalidInput,
+                  {(snap / "via-hop").string(), "--follow-symlinks"});
+  fs::remove(snap / "via-hop");
+  auto entries = ScanOk(snap);
+  EXPECT_EQ(Find(entries, "models/ok.bin")->type, TarEntry::Type::kFile);
+
+  // Without a real blobs/ directory there is no cache.
+  fs::path fake = t / "models--x--y";
+  WriteFile(t / "store/abc", "blob");
+  fs::create_directories(fake);
+  Symlink("../store", fake / "blobs");
+  Symlink("../../blobs/abc", fake / "snapshots/r/f");
+  ExpectScanError(fake / "snapshots/r", ErrorCode::kInvalidInput,
+                  {(fake / "snapshots/r/f").string(), "--follow-symlinks"});
 }
 
 TEST(TarPrefixTest, Normalises) {
