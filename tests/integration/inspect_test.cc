@@ -39,7 +39,8 @@ std::string WriteRichLayout(const fs::path& work, const fs::path& layout, const 
   fs::create_directories(work / "root/models");
   WriteFile(work / "root/models/config.json", "{\"model_type\":\"llama\"}\n");
   std::string out;
-  EXPECT_EQ(Run("tar -C " + Quote((work / "root").string()) +
+  EXPECT_EQ(mc::testing::Run(
+                "tar -C " + Quote((work / "root").string()) +
                     " --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - models | gzip -n > " +
                     Quote((work / "layer.tar.gz").string()),
                 &out),
@@ -48,9 +49,9 @@ std::string WriteRichLayout(const fs::path& work, const fs::path& layout, const 
   std::string layer = ReadFile(work / "layer.tar.gz");
   std::string layer_digest = PutBlob(layout, layer);
   std::string diff_id;
-  EXPECT_EQ(
-      Run("gzip -dc " + Quote((work / "layer.tar.gz").string()) + " | sha256sum", &diff_id, false),
-      0);
+  EXPECT_EQ(mc::testing::Run("gzip -dc " + Quote((work / "layer.tar.gz").string()) + " | sha256sum",
+                             &diff_id, false),
+            0);
   json config = {
       {"created", "2024-05-06T07:08:09.120000000Z"},
       {"architecture", "arm64"},
@@ -95,7 +96,7 @@ struct Output {
 
 Output Sh(const std::string& cmd) {
   Output o;
-  o.rc = Run(cmd + " 2>/dev/null", &o.out, false);
+  o.rc = mc::testing::Run(cmd + " 2>/dev/null", &o.out, false);
   return o;
 }
 
@@ -177,7 +178,8 @@ const char* const kSharedTemplates[] = {
 class InspectTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (Run("skopeo --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "skopeo is not installed";
+    if (mc::testing::Run("skopeo --version >/dev/null 2>&1") != 0)
+      GTEST_SKIP() << "skopeo is not installed";
     layout_ = tmp_ / "layout";
     digest_ = WriteRichLayout(tmp_.path(), layout_, "v1");
     manifest_ = json::parse(ReadFile(layout_ / "blobs/sha256" / digest_.substr(7)));
@@ -209,9 +211,9 @@ TEST_F(InspectTest, DockerSummaryMatchesSkopeoFieldByField) {
   const std::string repo = reg.host() + "/org/model";
   for (const char* tag : {"v1", "1.0.0", "latest"}) {
     std::string out;
-    ASSERT_EQ(Run("skopeo copy --quiet --dest-tls-verify=false " + Quote(OciRef()) + " docker://" +
-                      repo + ":" + tag,
-                  &out),
+    ASSERT_EQ(mc::testing::Run("skopeo copy --quiet --dest-tls-verify=false " + Quote(OciRef()) +
+                                   " docker://" + repo + ":" + tag,
+                               &out),
               0)
         << out;
   }
@@ -283,9 +285,10 @@ TEST_F(InspectTest, UnsupportedTemplatesExitTwoWithoutOutput) {
         Case{"{{template \"x\"}}", "not supported"},
         Case{"{{.Created.Year}}", "of a time is not supported"}}) {
     std::string out, err;
-    int rc = Run(Quote(EngineBinary()) + " --progress none inspect --format " + Quote(c.tmpl) +
-                     " " + Quote(OciRef()) + " 2>" + Quote((tmp_ / "err").string()),
-                 &out, false);
+    int rc = mc::testing::Run(Quote(EngineBinary()) + " --progress none inspect --format " +
+                                  Quote(c.tmpl) + " " + Quote(OciRef()) + " 2>" +
+                                  Quote((tmp_ / "err").string()),
+                              &out, false);
     err = ReadFile(tmp_ / "err");
     EXPECT_EQ(rc, 2) << c.tmpl << ": " << out << err;
     EXPECT_EQ(out, "") << c.tmpl;
@@ -297,14 +300,15 @@ TEST_F(InspectTest, UnsupportedTemplatesExitTwoWithoutOutput) {
   EXPECT_EQ(missing.rc, 2);
   std::string out;
   EXPECT_EQ(
-      Run(Quote(EngineBinary()) + " inspect --format '{{.Digest}}' --raw " + Quote(OciRef()), &out),
+      mc::testing::Run(
+          Quote(EngineBinary()) + " inspect --format '{{.Digest}}' --raw " + Quote(OciRef()), &out),
       2)
       << out;
 }
 
 TEST_F(InspectTest, IndexDigestAndPlatformAsSkopeo) {
   std::string arch;
-  Run("uname -m", &arch, false);
+  mc::testing::Run("uname -m", &arch, false);
   if (arch.rfind("x86_64", 0) != 0) GTEST_SKIP() << "skopeo picks the host platform: " << arch;
   TestImage img;
   std::string error;
