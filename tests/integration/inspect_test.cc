@@ -248,6 +248,36 @@ TEST_F(InspectTest, DockerSummaryMatchesSkopeoFieldByField) {
   }
 }
 
+// Behind Bearer tokens (and TLS): the tag list needs the same pull token as
+// the manifest; the credentials come from --creds, as skopeo's.
+TEST_F(InspectTest, TokenAuthRegistryListsTagsLikeSkopeo) {
+  RegistryOptions options;
+  options.tls = true;
+  options.token_auth = true;
+  RegistryFixture reg(options);
+  ASSERT_TRUE(reg.ok()) << reg.error();
+  const std::string repo = reg.host() + "/org/private";
+  for (const char* tag : {"v1", "v2"}) {
+    std::string out;
+    ASSERT_EQ(mc::testing::Run("skopeo copy --quiet" + reg.SkopeoFlags("dest-") + " " +
+                                   Quote(OciRef()) + " docker://" + repo + ":" + tag,
+                               &out),
+              0)
+        << out;
+  }
+  const std::string ref = "docker://" + repo + ":v2";
+  Output ours = Ours(reg.SkopeoFlags() + " " + ref);
+  Output theirs = Skopeo(reg.SkopeoFlags() + " " + ref);
+  ASSERT_EQ(ours.rc, 0) << ours.out;
+  ASSERT_EQ(theirs.rc, 0) << theirs.out;
+  ExpectSameSummary(ours.out, theirs.out, manifest_, "v8");
+  EXPECT_EQ(json::parse(ours.out)["RepoTags"], json::parse("[\"v1\",\"v2\"]"));
+  // Without credentials the token server refuses: exit 3, nothing on stdout.
+  Output anonymous = Ours("--cert-dir " + Quote(reg.cert_dir().string()) + " " + ref);
+  EXPECT_EQ(anonymous.rc, 3) << anonymous.out;
+  EXPECT_EQ(anonymous.out, "");
+}
+
 TEST_F(InspectTest, FormatOnOciMatchesSkopeo) {
   for (const char* tmpl : kSharedTemplates) {
     Output a = Ours("--format " + Quote(tmpl) + " " + Quote(OciRef()));
