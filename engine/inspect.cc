@@ -16,7 +16,8 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-// Copies `j` keeping its key order (nlohmann's json sorts keys, as Go sorts map keys).
+// An ordered_json copy of `j`. nlohmann::json keeps object keys sorted, which is
+// also the order Go prints maps in, so the copy needs no sorting.
 ojson Ordered(const nlohmann::json& j) { return ojson::parse(j.dump()); }
 
 oci::Result<std::vector<std::string>> RepoTags(OpenedSource& src, const ImageLocation& loc) {
