@@ -1,9 +1,12 @@
-// `mc-engine inspect REF`: prints the manifest (pretty), its exact bytes
-// (--raw) or the image config (--config) of an oci: or docker:// image.
+// `mc-engine inspect REF`: skopeo's summary of an oci: or docker:// image
+// (engine/inspect.h), or a Go template over it (--format), the manifest's
+// exact bytes (--raw), or the image config (--config, --config --raw).
 #include <cstdio>
 
 #include "cmd/cli.h"
+#include "engine/go_template.h"
 #include "engine/image_ref.h"
+#include "engine/inspect.h"
 #include "oci/media_types.h"
 
 namespace mc::cmd {
@@ -13,11 +16,19 @@ struct InspectFlags {
   std::string ref;
   bool raw = false;
   bool config = false;
+  bool no_tags = false;
+  std::string format;
   std::string platform = "linux/amd64";
   RegistryFlags registry;
 };
 
 oci::Result<void> RunInspect(const InspectFlags& f, int verbose) {
+  if (!f.format.empty() && (f.raw || f.config)) {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "--format applies to the summary: it cannot be combined with --raw or "
+                     "--config");
+  }
+  if (!f.format.empty()) MC_RETURN_IF_ERROR(engine::CheckGoTemplate(f.format));
   MC_ASSIGN_OR_RETURN(engine::ImageLocation loc, engine::ParseImageLocation(f.ref));
   engine::RemoteSettings remote;
   remote.transport.tls.verify = f.registry.tls_verify;
@@ -28,51 +39,64 @@ oci::Result<void> RunInspect(const InspectFlags& f, int verbose) {
   remote.creds = f.registry.creds;
   remote.side = "source";
   MC_ASSIGN_OR_RETURN(engine::OpenedSource src, engine::OpenSource(loc, remote));
+  if (!f.raw && !f.config) {
+    MC_ASSIGN_OR_RETURN(nlohmann::ordered_json summary,
+                        engine::InspectSummary(src, loc, f.platform, !f.no_tags));
+    std::string text;
+    if (f.format.empty()) {
+      text = engine::GoJson(summary, 4) + "\n";
+    } else {
+      MC_ASSIGN_OR_RETURN(
+          text, engine::RenderGoTemplate(f.format, summary, engine::InspectSummarySchema()));
+    }
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return {};
+  }
   MC_ASSIGN_OR_RETURN(oci::RawManifest m, src.source->GetManifest(src.tag_or_digest));
   if (f.raw && !f.config) {
     std::fwrite(m.bytes.data(), 1, m.bytes.size(), stdout);
     return {};
   }
-  if (f.config) {
-    if (oci::media::IsIndex(m.media_type)) {
-      MC_ASSIGN_OR_RETURN(oci::Index idx, oci::ParseIndex(m.bytes));
-      MC_ASSIGN_OR_RETURN(oci::Platform want, oci::Platform::Parse(f.platform));
-      const oci::Descriptor* pick = nullptr;
-      for (const auto& d : idx.manifests) {
-        if (d.platform && want.Matches(*d.platform)) {
-          pick = &d;
-          break;
-        }
+  if (oci::media::IsIndex(m.media_type)) {
+    MC_ASSIGN_OR_RETURN(oci::Index idx, oci::ParseIndex(m.bytes));
+    MC_ASSIGN_OR_RETURN(oci::Platform want, oci::Platform::Parse(f.platform));
+    const oci::Descriptor* pick = nullptr;
+    for (const auto& d : idx.manifests) {
+      if (d.platform && want.Matches(*d.platform)) {
+        pick = &d;
+        break;
       }
-      if (!pick) {
-        return oci::Fail(oci::ErrorCode::kNotFound, "no " + f.platform + " image in " + f.ref);
-      }
-      MC_ASSIGN_OR_RETURN(m, src.source->GetManifest(pick->digest.String()));
     }
-    MC_ASSIGN_OR_RETURN(oci::Manifest man, oci::ParseManifest(m.bytes));
-    MC_ASSIGN_OR_RETURN(std::string cfg, src.source->ReadBlob(man.config));
-    if (f.raw) {
-      std::fwrite(cfg.data(), 1, cfg.size(), stdout);
-      return {};
+    if (!pick) {
+      return oci::Fail(oci::ErrorCode::kNotFound, "no " + f.platform + " image in " + f.ref);
     }
-    MC_ASSIGN_OR_RETURN(nlohmann::json j, oci::ParseJson(cfg, "config"));
-    std::printf("%s\n", j.dump(2).c_str());
+    MC_ASSIGN_OR_RETURN(m, src.source->GetManifest(pick->digest.String()));
+  }
+  MC_ASSIGN_OR_RETURN(oci::Manifest man, oci::ParseManifest(m.bytes));
+  MC_ASSIGN_OR_RETURN(std::string cfg, src.source->ReadBlob(man.config));
+  if (f.raw) {
+    std::fwrite(cfg.data(), 1, cfg.size(), stdout);
     return {};
   }
-  MC_ASSIGN_OR_RETURN(nlohmann::json j, oci::ParseJson(m.bytes, "manifest"));
+  MC_ASSIGN_OR_RETURN(nlohmann::json j, oci::ParseJson(cfg, "config"));
   std::printf("%s\n", j.dump(2).c_str());
-  std::fprintf(stderr, "digest: %s\n", m.digest.String().c_str());
   return {};
 }
 
 void SetupInspect(CLI::App& app, Context& ctx) {
   auto flags = std::make_shared<InspectFlags>();
-  CLI::App* cmd = app.add_subcommand("inspect", "print an image's manifest or config");
+  CLI::App* cmd = app.add_subcommand(
+      "inspect", "print an image's summary (as skopeo inspect), manifest (--raw) or config");
   cmd->add_option("REF", flags->ref, "oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]")
       ->required();
-  cmd->add_flag("--raw", flags->raw, "print the exact bytes");
+  cmd->add_option("--format,-f", flags->format,
+                  "Go template over the summary, e.g. '{{.Digest}}' or '{{json .Labels}}'");
+  cmd->add_flag("--raw", flags->raw,
+                "print the manifest's exact bytes (with --config: the config's)");
   cmd->add_flag("--config", flags->config, "print the image config");
-  cmd->add_option("--platform", flags->platform, "platform to pick from an index (with --config)");
+  cmd->add_flag("--no-tags,-n", flags->no_tags, "do not list the repository's tags (RepoTags: [])");
+  cmd->add_option("--platform", flags->platform,
+                  "platform to pick from an index (default linux/amd64)");
   AddRegistryFlags(cmd, flags->registry);
   cmd->callback([flags, &ctx] {
     ctx.run = [flags, &ctx] { return RunInspect(*flags, ctx.global.verbose); };

@@ -78,6 +78,52 @@ oci::Result<void> RegistryClient::Ping() {
   return std::unexpected(ApiError(resp, {"ping " + base_url_ + "/v2/", registry_}));
 }
 
+// The next page of a tag list: RFC 8288 `Link: <URL>; rel="next"` (distribution
+// sends a path relative to the registry).
+static std::optional<std::string> NextLink(const HttpResponse& r) {
+  auto link = r.Header("link");
+  if (!link) return std::nullopt;
+  size_t open = link->find('<'), close = link->find('>');
+  if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
+  if (link->find("rel=\"next\"", close) == std::string::npos &&
+      link->find("rel=next", close) == std::string::npos) {
+    return std::nullopt;
+  }
+  return link->substr(open + 1, close - open - 1);
+}
+
+oci::Result<std::vector<std::string>> RegistryClient::ListTags() {
+  std::vector<std::string> tags;
+  std::string url = Url("tags/list");
+  const std::string what = "list tags of " + Describe();
+  for (int page = 0; page < 10000; ++page) {
+    HttpRequest req;
+    req.url = url;
+    req.idempotent = true;
+    MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
+    if (resp.status != 200) return std::unexpected(ApiError(resp, {what, registry_}));
+    auto body = resp.ReadBody(kMaxManifestBytes);
+    if (!body) return std::unexpected(body.error().Wrap(what));
+    auto j = nlohmann::json::parse(*body, nullptr, false);
+    if (!j.is_object()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput, what + ": the registry's answer is not JSON");
+    }
+    if (j.contains("tags") && j["tags"].is_array()) {
+      for (const auto& t : j["tags"]) {
+        if (t.is_string()) tags.push_back(t.get<std::string>());
+      }
+    }
+    auto next = NextLink(resp);
+    if (!next) return tags;
+    MC_ASSIGN_OR_RETURN(url, ResolveUrl(url, *next));
+    if (!url.starts_with(base_url_ + "/")) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       what + ": the next page link leaves the registry: " + RedactUrl(url));
+    }
+  }
+  return oci::Fail(oci::ErrorCode::kInvalidInput, what + ": more than 10000 pages of tags");
+}
+
 oci::Result<std::optional<oci::Descriptor>> RegistryClient::HeadManifest(
     const std::string& tag_or_digest) {
   HttpRequest req;

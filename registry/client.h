@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "oci/digest.h"
 #include "oci/error.h"
@@ -85,6 +86,11 @@ class RegistryClient {
                                                            UploadOptions options = {});
 
   UploadTarget Target() const;
+
+  // GET /v2/<repository>/tags/list, following `Link: <…>; rel="next"` pages
+  // (at most 10000 pages, on the same registry): the repository's tags in the
+  // registry's order. 401/403 kUnauthorized (some registries forbid listing).
+  oci::Result<std::vector<std::string>> ListTags();
 
  private:
   std::string Url(std::string_view suffix) const;

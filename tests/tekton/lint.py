@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Lints the Tekton YAML in a directory (and optionally the step image's
-Containerfile) for the rules of design.md "Tekton" and protocols.md 7.
+Containerfile and its .containerignore) for the rules of docs/tekton.md.
 
-Usage: lint.py TEKTON_DIR [--containerfile FILE]
+Usage: lint.py TEKTON_DIR [--containerfile FILE] [--containerignore FILE]
 Exit 0 when clean; 1 with one line per problem otherwise.
 
 Checked:
@@ -19,12 +19,18 @@ Checked:
     binds declared workspaces (all required ones), $(tasks.T.results.R)
     names a real task and result, $(params.X) is declared; results
     IMAGE_DIGEST, IMAGE_URL and MIRROR_DIGEST exist;
-  - PipelineRun: refers to the Pipeline, sets podTemplate securityContext
-    fsGroup, and timeouts.pipeline >= the sum of the PipelineTask timeouts
-    (and >= tasks + finally when those are set);
+  - PipelineRun: refers to the Pipeline; does not hard-code
+    podTemplate securityContext fsGroup (OpenShift's SCCs assign it from the
+    namespace range and reject other values); timeouts.pipeline and
+    timeouts.tasks >= the sum over the PipelineTasks of timeout x (retries + 1),
+    because a retry restarts its task's timeout; timeouts.pipeline >=
+    tasks + finally; no timeouts.finally when the Pipeline has no finally tasks;
   - Containerfile: multi-stage, the final stage has a numeric non-root USER,
-    ca-certificates, the binary copied from the build stage, no ENTRYPOINT,
-    and group-0 writable paths (chgrp 0 / chmod g=u).
+    ca-certificates, the binary copied from the build stage, an ENTRYPOINT
+    that is none or exactly the exec form ["mc-engine"] (Tekton script: steps
+    replace it; a shell-form one would swallow the arguments), and group-0
+    writable paths (chgrp 0 / chmod g=u);
+  - .containerignore: excludes .git and the build directories.
 """
 import os
 import re
@@ -219,14 +225,20 @@ def check_pipeline(where, doc, tasks):
     for pt in all_tasks:
         check_pipeline_task(f"{where} task {pt['name']}", pt, tasks, pparams, pworkspaces, names,
                             results_of)
-        total += parse_duration(pt.get("timeout", "0")) or 0
+        retries = pt.get("retries", 0)
+        if not isinstance(retries, int) or retries < 0:
+            problem(f"{where} task {pt['name']}", f"invalid retries {retries!r}")
+            retries = 0
+        # Each retry is a new TaskRun with the full timeout again.
+        total += (parse_duration(pt.get("timeout", "0")) or 0) * (retries + 1)
     results = {r["name"]: r.get("value", "") for r in spec.get("results") or []}
     for name in REQUIRED_PIPELINE_RESULTS - set(results):
         problem(where, f"has no result {name}")
     for t, r in TASK_RESULT_RE.findall("\n".join(map(str, results.values()))):
         if r not in results_of.get(t, set()):
             problem(where, f"result refers to unknown {t}.{r}")
-    return {"timeout_sum": total, "params": spec.get("params") or []}
+    return {"timeout_sum": total, "params": spec.get("params") or [],
+            "has_finally": bool(spec.get("finally"))}
 
 
 def check_pipelinerun(where, doc, pipelines):
@@ -237,22 +249,34 @@ def check_pipelinerun(where, doc, pipelines):
         problem(where, f"refers to unknown Pipeline {ref!r}")
         return
     pod = ((spec.get("taskRunTemplate") or {}).get("podTemplate") or {})
-    if "fsGroup" not in (pod.get("securityContext") or {}):
-        problem(where, "taskRunTemplate.podTemplate.securityContext.fsGroup is not set")
+    if "fsGroup" in (pod.get("securityContext") or {}):
+        problem(where, "taskRunTemplate.podTemplate.securityContext hard-codes fsGroup: "
+                       "OpenShift's SCCs assign it from the namespace range and reject others")
+    for run_spec in spec.get("taskRunSpecs") or []:
+        if "fsGroup" in (((run_spec.get("podTemplate") or {}).get("securityContext")) or {}):
+            problem(where, f"taskRunSpecs {run_spec.get('pipelineTaskName')} hard-codes fsGroup")
     timeouts = spec.get("timeouts") or {}
+    need = pipeline["timeout_sum"]
     total = parse_duration(timeouts.get("pipeline", "")) if "pipeline" in timeouts else None
     if total is None:
         problem(where, "spec.timeouts.pipeline is missing or invalid")
-    elif total != 0 and total < pipeline["timeout_sum"]:
+    elif total != 0 and total < need:
         problem(where, f"timeouts.pipeline ({timeouts['pipeline']}) is less than the sum of "
-                       f"the PipelineTask timeouts ({pipeline['timeout_sum'] / 3600:g}h)")
+                       f"the PipelineTask timeouts x (retries + 1) ({need / 3600:g}h)")
+    if "finally" in timeouts and not pipeline["has_finally"]:
+        problem(where, "sets timeouts.finally but the Pipeline has no finally tasks")
     if total and "tasks" in timeouts:
-        t = parse_duration(timeouts["tasks"]) or 0
+        t = parse_duration(timeouts["tasks"])
         f = parse_duration(timeouts.get("finally", "0")) or 0
+        if t is None:
+            problem(where, f"invalid timeouts.tasks {timeouts['tasks']!r}")
+            t = 0
         if t + f > total:
             problem(where, "timeouts.tasks + timeouts.finally exceed timeouts.pipeline")
-        if t < pipeline["timeout_sum"]:
-            problem(where, "timeouts.tasks is less than the sum of the PipelineTask timeouts")
+        if t < need:
+            problem(where, f"timeouts.tasks ({timeouts['tasks']}) is less than the sum of the "
+                           f"PipelineTask timeouts x (retries + 1) ({need / 3600:g}h): "
+                           f"a retry restarts its task's timeout")
     given = {p["name"] for p in spec.get("params") or []}
     for p in pipeline["params"]:
         if "default" not in p and p["name"] not in given:
@@ -286,8 +310,12 @@ def check_containerfile(path):
         problem(path, "final stage has no USER")
     elif not re.fullmatch(r"[1-9]\d*(:0)?", users[-1]):
         problem(path, f"final USER {users[-1]!r} is not a numeric non-root UID")
-    if any(l.upper().startswith("ENTRYPOINT") for l in final):
-        problem(path, "final stage sets an ENTRYPOINT (Tekton script: steps expect none)")
+    for l in final:
+        if l.upper().startswith("ENTRYPOINT"):
+            value = l.split(None, 1)[1].strip() if len(l.split(None, 1)) > 1 else ""
+            if not re.fullmatch(r'\[\s*"(/usr/local/bin/)?mc-engine"\s*\]', value):
+                problem(path, f"final stage ENTRYPOINT {value!r} is not exactly [\"mc-engine\"] "
+                              "(a shell form or a wrapper would swallow the arguments)")
     body = "\n".join(final)
     if "ca-certificates" not in body:
         problem(path, "final stage installs no ca-certificates")
@@ -302,14 +330,33 @@ def check_containerfile(path):
         problem(path, "build stage does not use the project's CMake build")
 
 
+def check_containerignore(path):
+    try:
+        patterns = [l.strip() for l in open(path) if l.strip() and not l.lstrip().startswith("#")]
+    except OSError as e:
+        problem(path, f"cannot read: {e}")
+        return
+    for want, rx in ((".git", r"(\*\*/)?\.git/?"), ("build directories", r"(\*\*/)?build[^/]*/?")):
+        if not any(re.fullmatch(rx, p) for p in patterns):
+            problem(path, f"does not exclude {want}")
+
+
 def main(argv):
     if not argv or argv[0].startswith("-"):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     root = argv[0]
-    containerfile = None
-    if len(argv) >= 3 and argv[1] == "--containerfile":
-        containerfile = argv[2]
+    containerfile = containerignore = None
+    rest = argv[1:]
+    while rest:
+        if len(rest) >= 2 and rest[0] == "--containerfile":
+            containerfile = rest[1]
+        elif len(rest) >= 2 and rest[0] == "--containerignore":
+            containerignore = rest[1]
+        else:
+            print(f"unknown argument {rest[0]!r}", file=sys.stderr)
+            return 2
+        rest = rest[2:]
     docs = []
     files = sorted(f for f in os.listdir(root) if f.endswith((".yaml", ".yml")))
     if not files:
@@ -348,6 +395,8 @@ def main(argv):
             problem(root, f"has no {want}")
     if containerfile:
         check_containerfile(containerfile)
+    if containerignore:
+        check_containerignore(containerignore)
     for p in problems:
         print(p)
     if not problems:
