@@ -17,7 +17,9 @@
 # build gzip (`perf record -g`, self time).
 #
 # Environment: MC_ENGINE (default build/cmd/mc-engine), RUNS (3), BENCH_DIR
-# (/tmp/mc-bench, models are reused), JOBS (nproc), PERF (1).
+# (/tmp/mc-bench, models are reused), JOBS (nproc), PERF (1), PIGZ (1; 0 skips
+# the slow pigz floor), MC_ENGINE_BASE (a second binary, e.g. of the base
+# commit, run interleaved with the first; rows marked "(base)").
 # Needs: docker-registry, skopeo, igzip, pigz, openssl, curl, /usr/bin/time
 # (MC_BENCH=1 bash scripts/install-deps.sh installs them).
 set -euo pipefail
@@ -29,6 +31,12 @@ runs=${RUNS:-3}
 bench_dir=${BENCH_DIR:-/tmp/mc-bench}
 jobs=${JOBS:-$(nproc)}
 perf_on=${PERF:-1}
+pigz=${PIGZ:-1}
+# MC_ENGINE_BASE: a second binary (say, of the base commit) measured in the
+# same interleaved runs, its rows marked "(base)".
+engines=("$engine")
+[[ -n ${MC_ENGINE_BASE:-} ]] && engines+=("$MC_ENGINE_BASE")
+suffix() { [[ $1 == "$engine" ]] && echo "" || echo " (base)"; }
 sizes=("$@")
 [[ ${#sizes[@]} -gt 0 ]] || sizes=(1G)
 python=$(command -v /usr/bin/python3 || command -v python3)
@@ -139,6 +147,12 @@ sep='?'; [[ $loc == *\?* ]] && sep='&'
 curl -sS -f -o /dev/null -T "$blob" -H 'Content-Type: application/octet-stream' "$loc${sep}digest=$digest"
 EOF
 
+# top_symbols PERF_DATA: the 12 symbols with the most self time.
+top_symbols() {
+  perf report -i "$1" --no-children --sort symbol --stdio >"$tmp/report.txt" 2>/dev/null || true
+  grep -E '^ +[0-9.]+%' "$tmp/report.txt" | awk 'NR <= 12 { printf "    %7s %s %s\n", $1, $2, $3 }' || true
+}
+
 perf_works=0
 if [[ $perf_on == 1 ]] && perf stat -e instructions true >/dev/null 2>&1; then perf_works=1; fi
 
@@ -174,38 +188,60 @@ for size in "${sizes[@]}"; do
 
   tar_cmd="tar -C '$dir' -cf - ."
   for ((i = 0; i < runs; i++)); do
-    run "copy: mc-engine" "true" "'$engine' copy '$src' 'docker://127.0.0.1:$port_B/mirror/m:mc$i'"
-    reset_registry B
+    for e in "${engines[@]}"; do
+      x=$(suffix "$e")
+      run "copy: mc-engine$x" "true" "'$e' copy '$src' 'docker://127.0.0.1:$port_B/mirror/m:mc$i'"
+      reset_registry B
+    done
     run "copy: skopeo" "rm -f '$BIC'" \
       "skopeo copy --src-tls-verify=false --dest-tls-verify=false '$src' 'docker://127.0.0.1:$port_B/mirror/m:sk$i'"
     reset_registry B
-    run "build gzip → oci: (tmpfs)" "rm -rf '$shm/out'" \
-      "'$engine' build '$dir' 'oci:$shm/out:v1' --jobs $jobs --no-cache"
+    for e in "${engines[@]}"; do
+      x=$(suffix "$e")
+      run "build gzip → oci: (tmpfs)$x" "rm -rf '$shm/out'" \
+        "'$e' build '$dir' 'oci:$shm/out:v1' --jobs $jobs --no-cache"
+    done
     run "tar | igzip -1" "" "$tar_cmd | igzip -1 -c >/dev/null"
-    run "tar | pigz -1 -p$jobs" "" "$tar_cmd | pigz -1 -p$jobs >/dev/null"
-    run "build none → oci: (tmpfs)" "rm -rf '$shm/out'" \
-      "'$engine' build '$dir' 'oci:$shm/out:v1' --compression none --jobs $jobs --no-cache"
+    [[ $pigz == 1 ]] && run "tar | pigz -1 -p$jobs" "" "$tar_cmd | pigz -1 -p$jobs >/dev/null"
+    for e in "${engines[@]}"; do
+      x=$(suffix "$e")
+      run "build none → oci: (tmpfs)$x" "rm -rf '$shm/out'" \
+        "'$e' build '$dir' 'oci:$shm/out:v1' --compression none --jobs $jobs --no-cache"
+    done
     run "tar | openssl dgst -sha256" "" "$tar_cmd | openssl dgst -sha256"
-    run "push: build gzip → registry" "" \
-      "'$engine' build '$dir' 'docker://127.0.0.1:$port_B/push/gz:$i' --jobs $jobs --no-cache"
+    for e in "${engines[@]}"; do
+      x=$(suffix "$e")
+      run "push: build gzip → registry$x" "" \
+        "'$e' build '$dir' 'docker://127.0.0.1:$port_B/push/gz:$i' --jobs $jobs --no-cache"
+      reset_registry B
+    done
     run "push: curl -T gzip blob" "" "bash '$tmp/curl_push.sh' '$gz_blob' curl/gz$i $port_B"
     reset_registry B
-    run "push: build none → registry" "" \
-      "'$engine' build '$dir' 'docker://127.0.0.1:$port_B/push/none:$i' --compression none --jobs $jobs --no-cache"
+    for e in "${engines[@]}"; do
+      x=$(suffix "$e")
+      run "push: build none → registry$x" "" \
+        "'$e' build '$dir' 'docker://127.0.0.1:$port_B/push/none:$i' --compression none --jobs $jobs --no-cache"
+      reset_registry B
+    done
     run "push: curl -T none blob" "" "bash '$tmp/curl_push.sh' '$none_blob' curl/none$i $port_B"
     reset_registry B
     rm -rf "$shm/out"
   done
 
   echo " copy of the gzip image ($layer bytes; MB/s of the layer):"
-  row "copy: mc-engine" "$layer"
+  for e in "${engines[@]}"; do row "copy: mc-engine$(suffix "$e")" "$layer"; done
   row "copy: skopeo" "$layer"
   echo " build (MB/s of the model):"
-  for l in "build gzip → oci: (tmpfs)" "tar | igzip -1" "tar | pigz -1 -p$jobs" \
-           "build none → oci: (tmpfs)" "tar | openssl dgst -sha256"; do row "$l" "$bytes"; done
+  for e in "${engines[@]}"; do row "build gzip → oci: (tmpfs)$(suffix "$e")" "$bytes"; done
+  row "tar | igzip -1" "$bytes"
+  [[ $pigz == 1 ]] && row "tar | pigz -1 -p$jobs" "$bytes"
+  for e in "${engines[@]}"; do row "build none → oci: (tmpfs)$(suffix "$e")" "$bytes"; done
+  row "tar | openssl dgst -sha256" "$bytes"
   echo " push (MB/s of the model):"
-  for l in "push: build gzip → registry" "push: curl -T gzip blob" \
-           "push: build none → registry" "push: curl -T none blob"; do row "$l" "$bytes"; done
+  for e in "${engines[@]}"; do row "push: build gzip → registry$(suffix "$e")" "$bytes"; done
+  row "push: curl -T gzip blob" "$bytes"
+  for e in "${engines[@]}"; do row "push: build none → registry$(suffix "$e")" "$bytes"; done
+  row "push: curl -T none blob" "$bytes"
   echo " ratios (speed >1: the first is faster; cpu <1: the first uses less):"
   ratio "copy: mc-engine vs skopeo (target speed ≥1.1, cpu ≤0.6)" "copy: mc-engine" "copy: skopeo"
   ratio "build gzip vs tar|igzip -1" "build gzip → oci: (tmpfs)" "tar | igzip -1"
@@ -223,13 +259,11 @@ for size in "${sizes[@]}"; do
     reset_registry B
     perf record -o "$tmp/copy.perf" -g -- "$engine" copy "$src" "docker://127.0.0.1:$port_B/mirror/m:perf" >/dev/null 2>&1 || true
     echo "  copy:"
-    perf report -i "$tmp/copy.perf" --no-children --sort symbol --stdio 2>/dev/null |
-      grep -E '^ +[0-9.]+%' | head -12 | sed 's/^/   /'
+    top_symbols "$tmp/copy.perf"
     rm -rf "$shm/out"
     perf record -o "$tmp/build.perf" -g -- "$engine" build "$dir" "oci:$shm/out:v1" --jobs "$jobs" --no-cache >/dev/null 2>&1 || true
     echo "  build gzip → oci::"
-    perf report -i "$tmp/build.perf" --no-children --sort symbol --stdio 2>/dev/null |
-      grep -E '^ +[0-9.]+%' | head -12 | sed 's/^/   /'
+    top_symbols "$tmp/build.perf"
     rm -rf "$shm/out"
   else
     echo " perf: not available here (perf stat -e instructions true fails)"
