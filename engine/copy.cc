@@ -28,12 +28,12 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "engine/cancel.h"
 #include "engine/copy_internal.h"
+#include "engine/executor.h"
 #include "engine/resume_slot.h"
 #include "oci/media_types.h"
 #include "registry/log.h"
@@ -81,8 +81,10 @@ class SlotGuard {
   Slots& s_;
 };
 
-// Runs fn(0..n-1) on up to `threads` threads; stops taking new items after the
-// first error, which it returns.
+// Runs fn(0..n-1) on up to `threads` workers of an Executor; stops taking
+// new items after the first error, which it returns. Every call has its own
+// executor: a child of an index runs its own ParallelFor over its blobs from
+// inside a task, and a shared fixed-size pool would deadlock on that nesting.
 Result<void> ParallelFor(size_t n, int threads, const std::function<Result<void>(size_t)>& fn) {
   std::atomic<size_t> next{0};
   std::mutex mu;
@@ -107,9 +109,9 @@ Result<void> ParallelFor(size_t n, int threads, const std::function<Result<void>
   if (t <= 1) {
     work();
   } else {
-    std::vector<std::thread> pool;
-    for (size_t i = 0; i < t; ++i) pool.emplace_back(work);
-    for (auto& th : pool) th.join();
+    Executor executor(static_cast<int>(t));
+    for (size_t i = 0; i < t; ++i) executor.Post(work);
+    executor.Join();
   }
   if (first) return std::unexpected(*first);
   return {};
@@ -121,21 +123,6 @@ bool IsForeign(const Descriptor& d) {
   return d.media_type.find("nondistributable") != std::string::npos ||
          d.media_type.find("foreign") != std::string::npos;
 }
-
-// Counts bytes into a progress task.
-class CountingReader final : public oci::Reader {
- public:
-  CountingReader(oci::Reader& inner, ProgressTask* task) : inner_(inner), task_(task) {}
-  Result<size_t> Read(std::span<std::byte> out) override {
-    auto n = inner_.Read(out);
-    if (n && task_) task_->Add(*n);
-    return n;
-  }
-
- private:
-  oci::Reader& inner_;
-  ProgressTask* task_;
-};
 
 enum class Outcome { kPresent, kMounted, kCopied };
 
@@ -165,7 +152,8 @@ class Copier {
   Result<void> EnsureBlob(const Descriptor& d);
   Result<Outcome> Transfer(const Descriptor& d);
   Result<uint64_t> Stream(const Descriptor& d, oci::BlobWriter& w);
-  Result<std::unique_ptr<oci::Reader>> OpenReader(const Descriptor& d, bool* ranged);
+  Result<std::unique_ptr<BufferStream>> OpenStream(const Descriptor& d, oci::BlobWriter& w,
+                                                   bool* ranged);
 
   oci::ImageSource& src_;
   oci::ImageDestination& dest_;
@@ -363,49 +351,81 @@ Result<Outcome> Copier::Transfer(const Descriptor& d) {
   }
 }
 
-Result<std::unique_ptr<oci::Reader>> Copier::OpenReader(const Descriptor& d, bool* ranged) {
+Result<std::unique_ptr<BufferStream>> Copier::OpenStream(const Descriptor& d, oci::BlobWriter& w,
+                                                         bool* ranged) {
   *ranged = false;
+  const uint64_t chunk = std::max<uint64_t>(opts_.range_chunk, 64 << 10);
   bool large = d.size >= 0 && static_cast<uint64_t>(d.size) >= opts_.range_threshold &&
                opts_.range_streams > 1;
   if (large) {
-    auto r =
-        OpenParallelRangeReader(src_, d, opts_.range_chunk, opts_.range_streams, opts_.retry_times);
+    auto r = OpenParallelRangeStream(src_, d, chunk, opts_.range_streams, opts_.retry_times,
+                                     RetainedBuffers(w.max_retained_bytes(), chunk));
     if (r) {
       *ranged = true;
       return r;
     }
     if (r.error().code != ErrorCode::kRangeNotSatisfiable) return std::unexpected(r.error());
   }
+  // A small blob gets a buffer its size (a config is a few hundred bytes).
+  size_t size =
+      d.size >= 0
+          ? static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(d.size) + 1, chunk))
+          : static_cast<size_t>(chunk);
+  size = std::max<size_t>(size, 4096);
   MC_ASSIGN_OR_RETURN(auto raw, src_.OpenBlob(d));
-  return std::unique_ptr<oci::Reader>(
-      new ResumingReader(src_, d, opts_.retry_times, std::move(raw)));
+  return NewReaderStream(
+      std::make_unique<ResumingReader>(src_, d, opts_.retry_times, std::move(raw)), size,
+      RetainedBuffers(w.max_retained_bytes(), size));
 }
 
+// The consumer: takes the blob's buffers in order, hashes and counts them,
+// and hands each whole buffer to the writer (no copy here; a registry upload
+// keeps the buffer itself until the registry acknowledged it). The blob is
+// verified before Commit, so a corrupt source never becomes visible.
 Result<uint64_t> Copier::Stream(const Descriptor& d, oci::BlobWriter& w) {
   std::optional<SlotGuard> ranged_slot;
   if (d.size >= 0 && static_cast<uint64_t>(d.size) >= opts_.range_threshold) {
     ranged_slot.emplace(ranged_slots_);
   }
   std::string what = "blob " + d.digest.Short();
+  const std::string reading = SrcSide() + ": reading " + what;
+  const std::string from = what + " from " + src_.Describe();
   bool ranged = false;
-  auto raw = OpenReader(d, &ranged);
-  if (!raw) return oci::Wrap(raw.error(), SrcSide() + ": reading " + what);
+  auto stream = OpenStream(d, w, &ranged);
+  if (!stream) return oci::Wrap(stream.error(), reading);
   std::shared_ptr<ProgressTask> task;
   if (opts_.progress)
     task = opts_.progress->Start("copy", d.digest.Short(), std::max<int64_t>(d.size, 0));
-  oci::VerifyingReader verify(std::move(*raw), d.digest, d.size, what + " from " + src_.Describe());
-  CountingReader in(verify, task.get());
-  std::vector<std::byte> buf(1 << 20);
+  oci::Digester digester;
   uint64_t total = 0;
   for (;;) {
     MC_RETURN_IF_ERROR(CheckCancelled());
-    auto n = in.Read(buf);
-    if (!n) return oci::Wrap(n.error(), SrcSide() + ": reading " + what);
-    if (*n == 0) break;
-    std::span<const std::byte> chunk(buf.data(), *n);
+    auto next = (*stream)->Next();
+    if (!next) return oci::Wrap(next.error(), reading);
+    if (!*next) break;
+    oci::Buffer buf = std::move(**next);
+    digester.Update(buf.bytes());
+    total += buf.size();
+    if (d.size >= 0 && total > static_cast<uint64_t>(d.size)) {
+      return oci::Fail(
+          ErrorCode::kVerificationFailed,
+          reading + ": " + from + ": more than the expected " + std::to_string(d.size) + " bytes");
+    }
+    if (task) task->Add(buf.size());
     // A writer resuming an earlier upload drops the prefix it holds (store.h).
-    if (auto r = w.Write(chunk); !r) return oci::Wrap(r.error(), DestSide() + ": writing " + what);
-    total += *n;
+    if (auto r = w.WriteBuffer(std::move(buf)); !r) {
+      return oci::Wrap(r.error(), DestSide() + ": writing " + what);
+    }
+  }
+  if (d.size >= 0 && total != static_cast<uint64_t>(d.size)) {
+    return oci::Fail(ErrorCode::kVerificationFailed,
+                     reading + ": " + from + ": size mismatch: got " + std::to_string(total) +
+                         " bytes, expected " + std::to_string(d.size));
+  }
+  if (oci::Digest got = digester.Finish(); got != d.digest) {
+    return oci::Fail(ErrorCode::kVerificationFailed, reading + ": " + from +
+                                                         ": digest mismatch: got " + got.String() +
+                                                         ", expected " + d.digest.String());
   }
   if (auto r = w.Commit(d.digest, total); !r) {
     return oci::Wrap(r.error(), DestSide() + ": committing " + what);

@@ -82,8 +82,8 @@ oci::Result<void> CopyBlob(oci::ImageSource& src, const oci::Descriptor& desc,
                            oci::ImageDestination& dest, const CopyOptions& options = {});
 
 // A Reader yielding the whole blob `desc` of `src` in order, fetched as
-// parallel ranged reads of `chunk` bytes by `streams` threads, at most
-// `streams` chunks buffered; a broken range read is resumed from where it
+// parallel ranged reads of `chunk` bytes by `streams` workers into pooled
+// buffers (streams + 1 of them: copy_range.cc); a broken range read is resumed from where it
 // stopped (up to `retry_times` times per chunk). Not verified (wrap it in a
 // VerifyingReader). Returns kRangeNotSatisfiable when `src` cannot serve
 // ranges (the caller falls back to OpenBlob). desc.size must be known.

@@ -1,8 +1,11 @@
 // Pieces of the copy engine shared by copy.cc and copy_range.cc.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 
+#include "oci/buffer.h"
 #include "oci/store.h"
 
 namespace mc::engine {
@@ -31,5 +34,39 @@ class ResumingReader final : public oci::Reader {
   int attempts_ = 0;
   oci::Error last_;
 };
+
+// A blob as a sequence of pooled buffers, in order: what the copy's consumer
+// hashes and hands to BlobWriter::WriteBuffer. One consumer thread. The
+// stream owns its buffer pool; buffers handed out may outlive the stream.
+class BufferStream {
+ public:
+  virtual ~BufferStream() = default;
+  // The next piece (never empty), or nullopt after the last one.
+  virtual oci::Result<std::optional<oci::Buffer>> Next() = 0;
+  // The pool behind the stream (for tests and statistics).
+  virtual const oci::BufferPool& pool() const = 0;
+};
+
+// The whole blob `desc` as parallel ranged reads of `chunk` bytes by
+// `streams` workers, into pooled buffers of `chunk` bytes; at most `streams`
+// chunks are claimed and not yet taken (the window). The pool has
+// streams + 1 + `reserve` buffers: one per window slot, the one the consumer
+// holds, and `reserve` for buffers the consumer handed on and a writer keeps
+// (BlobWriter::max_retained_bytes). A broken range read resumes from the
+// byte where it broke (up to `retry_times` times per chunk).
+// kRangeNotSatisfiable when `src` cannot serve ranges. desc.size must be known.
+oci::Result<std::unique_ptr<BufferStream>> OpenParallelRangeStream(oci::ImageSource& src,
+                                                                   const oci::Descriptor& desc,
+                                                                   uint64_t chunk, int streams,
+                                                                   int retry_times, size_t reserve);
+
+// `reader` cut into pooled buffers of `buffer_size` bytes (each filled
+// whole but the last); the pool has 1 + `reserve` buffers.
+std::unique_ptr<BufferStream> NewReaderStream(std::unique_ptr<oci::Reader> reader,
+                                              size_t buffer_size, size_t reserve);
+
+// Buffers a writer keeps (max_retained_bytes) in units of `buffer_size`,
+// plus one for a partly filled one.
+size_t RetainedBuffers(uint64_t retained_bytes, size_t buffer_size);
 
 }  // namespace mc::engine

@@ -3,80 +3,168 @@
 // Between data centres a single TCP stream is capped by latency (window /
 // RTT), and a registry behind object storage often serves one connection far
 // slower than several. So a large blob is cut into fixed chunks; `streams`
-// worker threads fetch chunks with ranged reads (HTTP Range on a registry,
-// pread on a layout) into buffers, and the consumer takes them back in order
-// — a reorder buffer in front of the sequential upload, which must see the
-// bytes in order because the destination hashes and appends them.
+// workers (on an Executor) fetch chunks with ranged reads straight into
+// pooled buffers, and the consumer takes the buffers back in order through
+// an oci::OrderedWindow — a reorder buffer in front of the sequential upload,
+// which must see the bytes in order because the destination hashes and
+// appends them.
 //
-// Memory is bounded by a window: a worker may fetch chunk i only while
-// i < next + streams, where `next` is the chunk the consumer waits for; the
-// consumer holds one more. Chunks are taken in increasing order, so the chunk
-// the consumer needs is always in flight or ready: no deadlock.
+// Memory is bounded by the pool: a worker claims chunk i only while
+// i < next + streams (the window), then takes a buffer; the consumer holds
+// one more, and the writer it hands buffers to keeps a known number
+// (reserve). So the pool never runs dry while the chunk the consumer needs is
+// unfilled: no deadlock, and the buffers are allocated once per blob and
+// never zero-filled — the kernel clears each page once, not once per chunk.
 //
 // A broken range read is resumed from the byte where it broke (a new ranged
-// request for the rest of that chunk); the chunk boundaries never depend on
-// the number of streams, and the bytes are verified by the caller's
-// VerifyingReader, so a resumed read cannot silently change the blob.
+// request for the rest of that chunk, appended to the same buffer); the chunk
+// boundaries never depend on the number of streams, and the bytes are
+// verified by the consumer, so a resumed read cannot silently change the blob.
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <map>
-#include <mutex>
 #include <thread>
-#include <vector>
 
 #include "engine/cancel.h"
 #include "engine/copy.h"
 #include "engine/copy_internal.h"
+#include "engine/executor.h"
+#include "oci/ordered_window.h"
 #include "registry/log.h"
+#include "registry/retry.h"
 
 namespace mc::engine {
 namespace {
 
-using oci::Bytes;
+using oci::Buffer;
 using oci::Descriptor;
 using oci::ErrorCode;
 using oci::Reader;
 using oci::Result;
 
-class ParallelRangeReader final : public Reader {
+class ParallelRangeStream final : public BufferStream {
  public:
-  ParallelRangeReader(oci::ImageSource& src, Descriptor desc, uint64_t chunk, int streams,
-                      int retry_times, uint64_t first_index, std::unique_ptr<Reader> first)
+  ParallelRangeStream(oci::ImageSource& src, Descriptor desc, uint64_t chunk, int streams,
+                      int retry_times, size_t reserve, uint64_t first_index,
+                      std::unique_ptr<Reader> first)
       : src_(src),
         desc_(std::move(desc)),
         chunk_(chunk),
         chunks_((static_cast<uint64_t>(desc_.size) + chunk - 1) / chunk),
-        window_(static_cast<uint64_t>(streams)),
         retry_times_(retry_times),
         first_index_(first_index),
-        first_(std::move(first)) {
-    uint64_t n = std::min<uint64_t>(window_, chunks_);
-    for (uint64_t i = 0; i < n; ++i) workers_.emplace_back([this] { Work(); });
+        first_(std::move(first)),
+        pool_(static_cast<size_t>(chunk), static_cast<size_t>(streams) + 1 + reserve),
+        window_(static_cast<size_t>(streams), chunks_, &CancelFlag()),
+        executor_(static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(streams), chunks_))) {
+    for (int i = 0; i < executor_.threads(); ++i) executor_.Post([this] { Work(); });
   }
 
-  ~ParallelRangeReader() override {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
+  ~ParallelRangeStream() override {
+    // Stops the workers: those waiting for a slot or a buffer wake at once,
+    // one inside a read stops at its next check.
+    window_.Cancel();
+    pool_.Shutdown();
+    executor_.Join();
+  }
+
+  Result<std::optional<Buffer>> Next() override { return window_.Take(); }
+  const oci::BufferPool& pool() const override { return pool_; }
+
+ private:
+  void Work() {
+    for (;;) {
+      auto claim = window_.Claim();
+      if (!claim || !*claim) return;
+      const uint64_t i = **claim;
+      auto buf = pool_.Acquire();
+      if (!buf) return window_.Fail(buf.error());
+      if (auto r = Fetch(i, *buf); !r) return window_.Fail(r.error());
+      window_.Put(i, std::move(*buf));
     }
-    cv_.notify_all();
-    for (auto& t : workers_) t.join();
   }
 
+  Result<void> Fetch(uint64_t i, Buffer& buf) {
+    const uint64_t off = i * chunk_;
+    const uint64_t len = std::min<uint64_t>(chunk_, static_cast<uint64_t>(desc_.size) - off);
+    int attempts = 0;
+    // The probe's reader serves chunk first_index_; only its claimer gets here.
+    std::unique_ptr<Reader> r = i == first_index_ ? std::move(first_) : nullptr;
+    while (buf.size() < len) {
+      MC_RETURN_IF_ERROR(CheckCancelled());
+      if (window_.failed()) return oci::Fail(ErrorCode::kCancelled, "stopped");
+      const uint64_t got = buf.size();
+      auto res = r ? oci::ReadFull(*r, buf, len - got)
+                   : src_.ReadBlobRange(desc_, off + got, len - got, buf);
+      r.reset();
+      if (res) continue;
+      const oci::Error& err = res.error();
+      if (!IsRetryable(err) || attempts >= retry_times_) {
+        return oci::Wrap(err, "reading bytes " + std::to_string(off + buf.size()) + "-" +
+                                  std::to_string(off + len - 1) + " of blob " +
+                                  desc_.digest.Short());
+      }
+      registry::Log()->info("blob {}: range read broke at byte {} ({}), resuming",
+                            desc_.digest.Short(), off + buf.size(), err.message);
+      SleepBackoff(attempts++);
+    }
+    return {};
+  }
+
+  oci::ImageSource& src_;
+  const Descriptor desc_;
+  const uint64_t chunk_;
+  const uint64_t chunks_;
+  const int retry_times_;
+  const uint64_t first_index_;
+  std::unique_ptr<Reader> first_;  // the probe's reader, for chunk first_index_
+  oci::BufferPool pool_;
+  oci::OrderedWindow<Buffer> window_;
+  Executor executor_;  // last: its tasks use everything above
+};
+
+// A sequential reader cut into pooled buffers.
+class ReaderStream final : public BufferStream {
+ public:
+  ReaderStream(std::unique_ptr<Reader> r, size_t buffer_size, size_t reserve)
+      : r_(std::move(r)), pool_(buffer_size, 1 + reserve) {}
+
+  Result<std::optional<Buffer>> Next() override {
+    if (done_) return std::optional<Buffer>{};
+    MC_ASSIGN_OR_RETURN(Buffer buf, pool_.Acquire());
+    while (!buf.full()) {
+      MC_ASSIGN_OR_RETURN(size_t n, r_->Read(buf.free_space()));
+      if (n == 0) {
+        done_ = true;
+        break;
+      }
+      buf.Commit(n);
+    }
+    if (buf.empty()) return std::optional<Buffer>{};
+    return std::optional<Buffer>{std::move(buf)};
+  }
+  const oci::BufferPool& pool() const override { return pool_; }
+
+ private:
+  std::unique_ptr<Reader> r_;
+  oci::BufferPool pool_;
+  bool done_ = false;
+};
+
+// The Reader face of a BufferStream (OpenParallelRangeReader's callers).
+class BufferStreamReader final : public Reader {
+ public:
+  explicit BufferStreamReader(std::unique_ptr<BufferStream> s) : s_(std::move(s)) {}
   Result<size_t> Read(std::span<std::byte> out) override {
     while (pos_ >= cur_.size()) {
-      if (next_ >= chunks_) return 0;
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return error_.has_value() || ready_.contains(next_); });
-      auto it = ready_.find(next_);
-      if (it == ready_.end()) return std::unexpected(*error_);
-      cur_ = std::move(it->second);
-      ready_.erase(it);
-      ++next_;
+      if (end_) return 0;
+      MC_ASSIGN_OR_RETURN(auto next, s_->Next());
+      if (!next) {
+        end_ = true;
+        cur_.Release();
+        return 0;
+      }
+      cur_ = std::move(*next);
       pos_ = 0;
-      lock.unlock();
-      cv_.notify_all();
     }
     size_t n = std::min(out.size(), cur_.size() - pos_);
     std::copy_n(cur_.data() + pos_, n, out.data());
@@ -85,95 +173,10 @@ class ParallelRangeReader final : public Reader {
   }
 
  private:
-  void Work() {
-    for (;;) {
-      uint64_t i;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock,
-                 [&] { return stop_ || error_ || taken_ >= chunks_ || taken_ < next_ + window_; });
-        if (stop_ || error_ || taken_ >= chunks_) return;
-        i = taken_++;
-      }
-      auto r = Fetch(i);
-      {
-        std::lock_guard lock(mu_);
-        if (!r) {
-          if (!error_) error_ = r.error();
-        } else {
-          ready_.emplace(i, std::move(*r));
-        }
-      }
-      cv_.notify_all();
-      if (!r) return;
-    }
-  }
-
-  bool Stopping() {
-    std::lock_guard lock(mu_);
-    return stop_ || error_.has_value();
-  }
-
-  Result<Bytes> Fetch(uint64_t i) {
-    uint64_t off = i * chunk_;
-    uint64_t len = std::min<uint64_t>(chunk_, static_cast<uint64_t>(desc_.size) - off);
-    Bytes buf(len);
-    uint64_t got = 0;
-    int attempts = 0;
-    std::unique_ptr<Reader> r = i == first_index_ ? std::move(first_) : nullptr;
-    while (got < len) {
-      MC_RETURN_IF_ERROR(CheckCancelled());
-      if (Stopping()) return oci::Fail(ErrorCode::kCancelled, "stopped");
-      oci::Error err;
-      if (!r) {
-        auto o = src_.OpenBlobRange(desc_, off + got, len - got);
-        if (o) {
-          r = std::move(*o);
-          continue;
-        }
-        err = o.error();
-      } else {
-        auto n = r->Read(std::span(buf).subspan(got));
-        if (n && *n > 0) {
-          got += *n;
-          continue;
-        }
-        err = n ? oci::Error{ErrorCode::kTransient, "the range read ended early", 0, std::nullopt}
-                : n.error();
-        r.reset();
-      }
-      if (!IsRetryable(err) || attempts >= retry_times_) {
-        return oci::Wrap(err, "reading bytes " + std::to_string(off + got) + "-" +
-                                  std::to_string(off + len - 1) + " of blob " +
-                                  desc_.digest.Short());
-      }
-      registry::Log()->info("blob {}: range read broke at byte {} ({}), resuming",
-                            desc_.digest.Short(), off + got, err.message);
-      SleepBackoff(attempts++);
-    }
-    return buf;
-  }
-
-  oci::ImageSource& src_;
-  const Descriptor desc_;
-  const uint64_t chunk_;
-  const uint64_t chunks_;
-  const uint64_t window_;
-  const int retry_times_;
-  const uint64_t first_index_;
-  std::unique_ptr<Reader> first_;  // the probe's reader, for chunk first_index_
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t taken_ = 0;               // guarded by mu_
-  uint64_t next_ = 0;                // guarded by mu_ (written by the consumer only)
-  std::map<uint64_t, Bytes> ready_;  // guarded by mu_
-  std::optional<oci::Error> error_;  // guarded by mu_
-  bool stop_ = false;                // guarded by mu_
-  std::vector<std::thread> workers_;
-
-  Bytes cur_;  // consumer only
+  std::unique_ptr<BufferStream> s_;
+  Buffer cur_;
   size_t pos_ = 0;
+  bool end_ = false;
 };
 
 }  // namespace
@@ -183,8 +186,10 @@ bool IsRetryable(const oci::Error& e) {
 }
 
 void SleepBackoff(int attempt) {
-  auto ms = std::chrono::milliseconds(100) * (1 << std::min(attempt, 5));
-  std::this_thread::sleep_for(ms);
+  // The one policy (registry/retry.h): full jitter over 100 ms·2^attempt, up to 3.2 s.
+  static const registry::BackoffPolicy policy{std::chrono::milliseconds(100),
+                                              std::chrono::milliseconds(3'200), {}, {}};
+  policy.Wait(attempt);
 }
 
 ResumingReader::ResumingReader(oci::ImageSource& src, Descriptor desc, int retry_times,
@@ -231,9 +236,10 @@ Result<size_t> ResumingReader::Read(std::span<std::byte> out) {
   }
 }
 
-Result<std::unique_ptr<Reader>> OpenParallelRangeReader(oci::ImageSource& src,
-                                                        const Descriptor& desc, uint64_t chunk,
-                                                        int streams, int retry_times) {
+Result<std::unique_ptr<BufferStream>> OpenParallelRangeStream(oci::ImageSource& src,
+                                                              const Descriptor& desc,
+                                                              uint64_t chunk, int streams,
+                                                              int retry_times, size_t reserve) {
   if (desc.size <= 0 || chunk == 0 || streams < 1) {
     return oci::Fail(ErrorCode::kInternal, "parallel range read needs a known size and a chunk");
   }
@@ -244,8 +250,25 @@ Result<std::unique_ptr<Reader>> OpenParallelRangeReader(oci::ImageSource& src,
   uint64_t index = size > chunk ? 1 : 0;
   uint64_t len = std::min<uint64_t>(chunk, size - index * chunk);
   MC_ASSIGN_OR_RETURN(auto first, src.OpenBlobRange(desc, index * chunk, len));
-  return std::unique_ptr<Reader>(
-      new ParallelRangeReader(src, desc, chunk, streams, retry_times, index, std::move(first)));
+  return std::unique_ptr<BufferStream>(new ParallelRangeStream(
+      src, desc, chunk, streams, retry_times, reserve, index, std::move(first)));
+}
+
+std::unique_ptr<BufferStream> NewReaderStream(std::unique_ptr<Reader> reader, size_t buffer_size,
+                                              size_t reserve) {
+  return std::make_unique<ReaderStream>(std::move(reader), buffer_size, reserve);
+}
+
+size_t RetainedBuffers(uint64_t retained_bytes, size_t buffer_size) {
+  if (retained_bytes == 0) return 0;
+  return static_cast<size_t>((retained_bytes + buffer_size - 1) / buffer_size) + 1;
+}
+
+Result<std::unique_ptr<Reader>> OpenParallelRangeReader(oci::ImageSource& src,
+                                                        const Descriptor& desc, uint64_t chunk,
+                                                        int streams, int retry_times) {
+  MC_ASSIGN_OR_RETURN(auto s, OpenParallelRangeStream(src, desc, chunk, streams, retry_times, 0));
+  return std::unique_ptr<Reader>(new BufferStreamReader(std::move(s)));
 }
 
 }  // namespace mc::engine

@@ -1,243 +1,240 @@
 // The layer pipeline: files → tar → shards → compress → reorder → sink.
 //
-//   tar thread ──shards──▶ compress pool (jobs threads) ──▶ writer thread ──▶ BlobWriter
-//      │ diff_id = sha256(tar)                              │ digest = sha256(output)
+//   tar thread ──raw shards──▶ compress executor (jobs) ──▶ window ──▶ writer task ──▶ BlobWriter
+//      │ diff_id = sha256(tar)                                         │ digest = sha256(output)
 //
-// The tar thread (the caller's) runs TarWriter into a ShardingWriter that hashes
-// the tar stream for the diff_id and cuts it into fixed kShardSize shards.
-// Workers compress shards independently; the writer thread puts the results
-// back in sequence, frames them (gzip header/trailer), hashes the output for the
-// layer digest and writes it to the sink. At most `2 × jobs` shards are between
-// the tar thread and the sink, which is what bounds memory however large the
-// model is. Every byte of the model is read once.
+// The tar thread (the caller's) runs TarWriter into a ShardingWriter that
+// hashes the tar stream for the diff_id and cuts it straight into pooled
+// kShardSize buffers. For each full shard it claims the next index of an
+// oci::OrderedWindow and posts the compression to the executor; the worker
+// compresses into a pooled output buffer (Codec::CompressShardInto, sized for
+// the worst case) and puts it in the window. The writer task takes outputs in
+// order, frames them (gzip header/trailer), hashes the output for the layer
+// digest and hands each buffer to the sink whole (BlobWriter::WriteBuffer).
+// With no compression the raw shard buffer itself goes to the sink.
+//
+// Memory: the window holds at most 2 × jobs shards; the pools hold what the
+// window, the tar thread, the writer task and the sink (max_retained_bytes)
+// can hold at once, allocated once per layer and never zero-filled, so the
+// kernel clears each page once per layer, not once per shard. Small outputs
+// (well-compressing shards, the header and trailer) are gathered into one
+// buffer before they go to the sink, so a sink that keeps N bytes keeps few
+// buffers and the pool bound holds.
 //
 // Shard size is a constant of the output format, never derived from `jobs`, so
 // the bytes (and digests) are the same for any thread count. With no
 // compression the digest equals the diff_id and we hash once.
 #include <algorithm>
-#include <condition_variable>
-#include <deque>
-#include <map>
-#include <mutex>
-#include <thread>
+#include <optional>
 
 #include "engine/build.h"
 #include "engine/cancel.h"
+#include "engine/executor.h"
+#include "oci/buffer.h"
 #include "oci/digest.h"
+#include "oci/ordered_window.h"
 
 namespace mc::engine {
 namespace {
 
-using oci::Bytes;
+using oci::Buffer;
 using oci::Error;
 using oci::ErrorCode;
 using oci::Result;
 
-int DefaultJobs(int jobs) {
-  if (jobs > 0) return jobs;
-  unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 2 : static_cast<int>(n);
+struct Compressed {
+  Buffer data;
+  oci::ShardOutput shard;  // framing record; shard.data unused
+};
+
+// Buffers a sink keeping `bytes` may hold when every buffer handed to it is
+// at least half full, except that a nearly empty one may precede each of them.
+size_t SinkBuffers(uint64_t bytes, size_t buffer_size) {
+  if (bytes == 0) return 0;
+  const uint64_t half = std::max<size_t>(buffer_size / 2, 1);
+  return 2 * static_cast<size_t>((bytes + half - 1) / half + 1);
 }
 
-// Compresses shards on a pool and writes them, in order, to the sink.
+// Compresses shards on an executor and writes them, in order, to the sink.
 // Submit is called from one thread (the tar thread).
 class ShardPipeline {
  public:
-  ShardPipeline(const oci::Codec& codec, int jobs, oci::BlobWriter& out, bool hash_output)
+  ShardPipeline(const oci::Codec& codec, int jobs, oci::BlobWriter& out)
       : codec_(codec),
         out_(out),
-        hash_output_(hash_output),
         framer_(codec.NewFramer()),
-        limit_(static_cast<size_t>(2 * std::max(jobs, 1))) {
-    passthrough_ = codec.kind() == oci::Compression::kNone;
-    int workers = passthrough_ ? 0 : std::max(jobs, 1);
-    for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
-    writer_ = std::thread([this] { WriterLoop(); });
+        passthrough_(codec.kind() == oci::Compression::kNone),
+        window_(static_cast<size_t>(2 * std::max(jobs, 1)), std::nullopt, &CancelFlag()),
+        sink_buffers_(SinkBuffers(out.max_retained_bytes(), codec.MaxOutputSize(oci::kShardSize))),
+        // Raw: one per window slot, the one the tar thread fills; without
+        // compression raw buffers also go to the writer task and the sink.
+        raw_pool_(oci::kShardSize, window_.capacity() + 1 + (passthrough_ ? 1 + sink_buffers_ : 0)),
+        // Output: one per window slot, the writer task's gathering buffer and
+        // the one it holds, and what the sink keeps.
+        out_pool_(codec.MaxOutputSize(oci::kShardSize),
+                  (passthrough_ ? 0 : window_.capacity()) + 2 + sink_buffers_),
+        compress_(passthrough_ ? 1 : std::max(jobs, 1)),
+        writer_(1) {
+    writer_.Post([this] { WriterLoop(); });
   }
 
   ~ShardPipeline() { Stop(); }
 
-  // Hands one shard over; blocks while `limit_` shards are in flight.
-  Result<void> Submit(Bytes raw, bool last) {
-    std::unique_lock lock(mu_);
-    space_cv_.wait(lock, [&] { return in_flight_ < limit_ || error_; });
-    if (error_) return std::unexpected(*error_);
-    uint64_t seq = submitted_++;
-    ++in_flight_;
-    if (last) total_ = submitted_;
+  // A raw shard buffer to fill. Blocks while all are in use.
+  Result<Buffer> AcquireRaw() {
+    auto b = raw_pool_.Acquire();
+    if (!b) return std::unexpected(window_.error().value_or(b.error()));
+    return b;
+  }
+
+  // Hands one shard over; blocks while the window is full.
+  Result<void> Submit(Buffer raw, bool last) {
+    MC_ASSIGN_OR_RETURN(auto claim, window_.Claim());
+    if (!claim) return oci::Fail(ErrorCode::kInternal, "shard submitted after the last one");
+    const uint64_t i = *claim;
+    if (last) window_.SetTotal(i + 1);
     if (passthrough_) {
-      oci::ShardOutput s;
-      s.raw_size = raw.size();
-      s.data = std::move(raw);
-      done_.emplace(seq, std::move(s));
-      done_cv_.notify_all();
-    } else {
-      pending_.push_back(Job{seq, std::move(raw), last});
-      work_cv_.notify_one();
+      Compressed c;
+      c.shard.raw_size = raw.size();
+      c.data = std::move(raw);
+      window_.Put(i, std::move(c));
+      return {};
     }
+    compress_.Post([this, i, last, raw = std::move(raw)]() mutable {
+      auto out = out_pool_.Acquire();
+      if (!out) return Fail(out.error());
+      auto shard = codec_.CompressShardInto(raw.bytes(), last, *out);
+      raw.Release();
+      if (!shard) return Fail(shard.error());
+      window_.Put(i, Compressed{std::move(*out), std::move(*shard)});
+    });
     return {};
   }
 
   // Waits until every shard is written (or an error); returns the output digest.
   Result<oci::Digest> Finish() {
-    {
-      std::unique_lock lock(mu_);
-      finish_cv_.wait(lock, [&] { return (total_ && written_ == *total_) || error_; });
-    }
+    writer_.Join();
+    std::optional<Error> e = window_.error();
     Stop();
-    if (error_) return std::unexpected(*error_);
+    if (e) return std::unexpected(*e);
+    if (!written_) return std::unexpected(written_.error());
     return digester_.Finish();
   }
 
   uint64_t output_bytes() const { return output_bytes_; }
 
+  // Stops every stage with `e` (the first error wins).
   void Fail(const Error& e) {
-    std::lock_guard lock(mu_);
-    if (!error_) error_ = e;
-    NotifyAll();
+    window_.Fail(e);
+    raw_pool_.Shutdown();
+    out_pool_.Shutdown();
   }
 
  private:
-  struct Job {
-    uint64_t seq;
-    Bytes raw;
-    bool last;
-  };
-
-  void NotifyAll() {
-    work_cv_.notify_all();
-    done_cv_.notify_all();
-    space_cv_.notify_all();
-    finish_cv_.notify_all();
-  }
-
   void Stop() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-      NotifyAll();
-    }
-    for (auto& t : workers_) {
-      if (t.joinable()) t.join();
-    }
-    if (writer_.joinable()) writer_.join();
+    if (!window_.failed()) window_.Cancel();  // no-op once the writer took the last shard
+    raw_pool_.Shutdown();
+    out_pool_.Shutdown();
+    compress_.Join();
+    writer_.Join();
   }
 
-  void WorkerLoop() {
-    for (;;) {
-      Job job;
-      {
-        std::unique_lock lock(mu_);
-        work_cv_.wait(lock, [&] { return !pending_.empty() || stopping_ || error_; });
-        if (error_ || (pending_.empty() && stopping_)) return;
-        job = std::move(pending_.front());
-        pending_.pop_front();
-      }
-      auto out = codec_.CompressShard(job.raw, job.last);
-      Bytes().swap(job.raw);
-      std::lock_guard lock(mu_);
-      if (!out) {
-        if (!error_) error_ = out.error();
-        NotifyAll();
-        return;
-      }
-      done_.emplace(job.seq, std::move(*out));
-      done_cv_.notify_all();
-    }
-  }
-
-  Result<void> Emit(std::span<const std::byte> bytes) {
-    if (bytes.empty()) return {};
-    if (hash_output_) digester_.Update(bytes);
+  // Hashes and counts `bytes`, which go to the sink next.
+  void Account(std::span<const std::byte> bytes) {
+    digester_.Update(bytes);
     output_bytes_ += bytes.size();
-    return out_.Write(bytes);
+  }
+
+  // Small pieces are gathered into one buffer (see the top of the file).
+  Result<void> EmitSmall(std::span<const std::byte> bytes) {
+    if (bytes.empty()) return {};
+    Account(bytes);
+    while (!bytes.empty()) {
+      if (!gather_) {
+        MC_ASSIGN_OR_RETURN(gather_, out_pool_.Acquire());
+      }
+      bytes = bytes.subspan(gather_.Append(bytes));
+      if (gather_.full()) MC_RETURN_IF_ERROR(out_.WriteBuffer(std::move(gather_)));
+    }
+    return {};
+  }
+
+  Result<void> Emit(Buffer b) {
+    if (b.size() < b.capacity() / 2) {
+      if (gather_ && gather_.free_space().size() < b.size()) MC_RETURN_IF_ERROR(Flush());
+      return EmitSmall(b.bytes());
+    }
+    MC_RETURN_IF_ERROR(Flush());
+    Account(b.bytes());
+    return out_.WriteBuffer(std::move(b));
+  }
+
+  Result<void> Flush() {
+    if (gather_ && !gather_.empty()) MC_RETURN_IF_ERROR(out_.WriteBuffer(std::move(gather_)));
+    gather_.Release();
+    return {};
   }
 
   void WriterLoop() {
-    auto r = Emit(framer_->Header());
-    for (uint64_t next = 0; r;) {
-      oci::ShardOutput shard;
-      {
-        std::unique_lock lock(mu_);
-        done_cv_.wait(lock, [&] {
-          return done_.contains(next) || error_ || (total_ && next == *total_) || stopping_;
-        });
-        if (error_) return;
-        if (total_ && next == *total_) break;
-        if (!done_.contains(next)) return;  // stopping without finishing
-        shard = std::move(done_.at(next));
-        done_.erase(next);
+    written_ = [&]() -> Result<void> {
+      MC_RETURN_IF_ERROR(EmitSmall(framer_->Header()));
+      for (;;) {
+        MC_ASSIGN_OR_RETURN(auto next, window_.Take());
+        if (!next) break;
+        framer_->Add(next->shard);
+        MC_RETURN_IF_ERROR(Emit(std::move(next->data)));
       }
-      framer_->Add(shard);
-      r = Emit(shard.data);
-      if (!r) break;
-      if (Cancelled()) r = CheckCancelled();
-      std::lock_guard lock(mu_);
-      ++next;
-      ++written_;
-      --in_flight_;
-      space_cv_.notify_all();
-      finish_cv_.notify_all();
-    }
-    if (r) r = Emit(framer_->Trailer());
-    std::lock_guard lock(mu_);
-    if (!r && !error_) error_ = r.error();
-    finished_writing_ = true;
-    NotifyAll();
+      MC_RETURN_IF_ERROR(EmitSmall(framer_->Trailer()));
+      return Flush();
+    }();
+    gather_.Release();
+    if (!written_) Fail(written_.error());
   }
 
   const oci::Codec& codec_;
   oci::BlobWriter& out_;
-  bool hash_output_;
-  bool passthrough_ = false;
-  std::unique_ptr<oci::Framer> framer_;
-  oci::Digester digester_;     // writer thread only
-  uint64_t output_bytes_ = 0;  // writer thread only, read after join
-  const size_t limit_;
-
-  std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_, space_cv_, finish_cv_;
-  std::deque<Job> pending_;
-  std::map<uint64_t, oci::ShardOutput> done_;
-  uint64_t submitted_ = 0;
-  uint64_t written_ = 0;
-  size_t in_flight_ = 0;
-  std::optional<uint64_t> total_;
-  std::optional<Error> error_;
-  bool stopping_ = false;
-  bool finished_writing_ = false;
-  std::vector<std::thread> workers_;
-  std::thread writer_;
+  std::unique_ptr<oci::Framer> framer_;  // writer task only
+  const bool passthrough_;
+  oci::OrderedWindow<Compressed> window_;
+  const size_t sink_buffers_;
+  oci::BufferPool raw_pool_;
+  oci::BufferPool out_pool_;
+  oci::Digester digester_;     // writer task only; read after it ended
+  uint64_t output_bytes_ = 0;  // writer task only; read after it ended
+  Buffer gather_;              // writer task only
+  Result<void> written_;       // writer task only; read after it ended
+  Executor compress_;          // last two: their tasks use everything above
+  Executor writer_;
 };
 
-// Receives the tar stream: hashes it (diff_id) and cuts it into shards.
+// Receives the tar stream: hashes it (diff_id) and cuts it into pooled shards.
 class ShardingWriter final : public oci::Writer {
  public:
-  // hash: compute the diff_id here (off when the writer thread hashes the same bytes).
+  // hash: compute the diff_id here (off when the writer task hashes the same bytes).
   ShardingWriter(ShardPipeline& pipeline, ProgressTask* progress, bool hash)
-      : pipeline_(pipeline), progress_(progress), hash_(hash) {
-    buf_.reserve(oci::kShardSize);
-  }
+      : pipeline_(pipeline), progress_(progress), hash_(hash) {}
 
   Result<void> Write(std::span<const std::byte> data) override {
     if (hash_) diff_.Update(data);
     tar_size_ += data.size();
     if (progress_) progress_->Add(data.size());
     while (!data.empty()) {
-      size_t n = std::min(data.size(), oci::kShardSize - buf_.size());
-      buf_.insert(buf_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
-      data = data.subspan(n);
-      if (buf_.size() == oci::kShardSize) {
-        MC_RETURN_IF_ERROR(pipeline_.Submit(std::move(buf_), false));
-        buf_ = Bytes();
-        buf_.reserve(oci::kShardSize);
+      if (!buf_) {
+        MC_ASSIGN_OR_RETURN(buf_, pipeline_.AcquireRaw());
       }
+      data = data.subspan(buf_.Append(data));
+      if (buf_.full()) MC_RETURN_IF_ERROR(pipeline_.Submit(std::move(buf_), false));
     }
     return {};
   }
 
   // The final (possibly empty) shard.
-  Result<void> Close() override { return pipeline_.Submit(std::move(buf_), true); }
+  Result<void> Close() override {
+    if (!buf_) {
+      MC_ASSIGN_OR_RETURN(buf_, pipeline_.AcquireRaw());
+    }
+    return pipeline_.Submit(std::move(buf_), true);
+  }
 
   oci::Digest diff_id() const { return diff_.Finish(); }
   uint64_t tar_size() const { return tar_size_; }
@@ -248,7 +245,7 @@ class ShardingWriter final : public oci::Writer {
   bool hash_;
   uint64_t tar_size_ = 0;
   oci::Digester diff_;
-  Bytes buf_;
+  Buffer buf_;
 };
 
 Result<void> WriteEntries(const std::vector<oci::TarEntry>& entries,
@@ -288,7 +285,7 @@ Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
   BuiltLayer layer;
   // Uncompressed: digest == diff_id, hashed once, on the writer thread, so the
   // tar thread only reads and the two cores split reading and hashing.
-  ShardPipeline pipeline(*codec, DefaultJobs(options.jobs), *writer, /*hash_output=*/true);
+  ShardPipeline pipeline(*codec, DefaultJobs(options.jobs), *writer);
   ShardingWriter sharder(pipeline, options.progress.get(), /*hash=*/!none);
   auto produced = WriteEntries(entries, options, sharder, layer);
   if (produced) produced = sharder.Close();

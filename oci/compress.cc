@@ -27,11 +27,18 @@ class NoneCodec final : public Codec {
  public:
   Compression kind() const override { return Compression::kNone; }
   std::unique_ptr<Framer> NewFramer() const override { return NewEmptyFramer(); }
-  Result<ShardOutput> CompressShard(std::span<const std::byte> raw, bool) const override {
-    ShardOutput out;
-    out.raw_size = raw.size();
-    out.data.assign(raw.begin(), raw.end());
-    return out;
+  size_t MaxOutputSize(size_t raw_size) const override { return raw_size; }
+  // The pipeline hands the raw buffer on itself; this copy is for other callers.
+  Result<ShardOutput> CompressShardInto(std::span<const std::byte> raw, bool,
+                                        Buffer& out) const override {
+    if (out.capacity() < raw.size()) {
+      return Fail(ErrorCode::kInternal, "none: output buffer too small for the shard");
+    }
+    out.Clear();
+    out.Append(raw);
+    ShardOutput s;
+    s.raw_size = raw.size();
+    return s;
   }
 };
 
@@ -41,6 +48,13 @@ std::unique_ptr<Framer> NewEmptyFramer() { return std::make_unique<EmptyFramer>(
 std::unique_ptr<Codec> NewNoneCodec() { return std::make_unique<NoneCodec>(); }
 
 }  // namespace compress_internal
+
+Result<ShardOutput> Codec::CompressShard(std::span<const std::byte> raw, bool last) const {
+  Buffer out = Buffer::Heap(MaxOutputSize(raw.size()));
+  MC_ASSIGN_OR_RETURN(ShardOutput s, CompressShardInto(raw, last, out));
+  s.data.assign(out.bytes().begin(), out.bytes().end());
+  return s;
+}
 
 Result<Compression> ParseCompression(std::string_view name) {
   if (name == "gzip") return Compression::kGzip;

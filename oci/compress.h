@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "oci/buffer.h"
 #include "oci/error.h"
 #include "oci/io.h"
 
@@ -35,7 +36,7 @@ std::string_view CompressionName(Compression c);
 std::string_view LayerMediaType(Compression c);
 
 struct ShardOutput {
-  Bytes data;             // compressed bytes of this shard
+  Bytes data;             // compressed bytes of this shard (CompressShard only)
   uint32_t crc32 = 0;     // CRC-32 of the raw shard (gzip only)
   uint64_t raw_size = 0;  // size of the raw shard
 };
@@ -68,11 +69,22 @@ class Codec {
   // Other levels: kInvalidInput with a one-line message naming the range.
   static Result<std::unique_ptr<Codec>> Create(Compression c, int level = -1);
   virtual Compression kind() const = 0;
+  // The most bytes CompressShardInto writes for a shard of `raw_size` bytes
+  // (gzip: stored blocks are 5 bytes per 64 KiB larger than the input; zstd:
+  // ZSTD_compressBound). Size output buffers with it.
+  virtual size_t MaxOutputSize(size_t raw_size) const = 0;
+  // Compresses `raw` into `out`, replacing what it held; out.capacity() must
+  // be at least MaxOutputSize(raw.size()) (else kInternal). Returns the
+  // shard's framing record (its `data` stays empty: the bytes are in `out`).
   // `last` is true for the final shard of the stream (possibly empty).
-  // Any thread; reuses per-thread scratch buffers (about 2 × kShardSize per
-  // thread, kept for the thread's lifetime). gzip: a shard that would not get
-  // smaller is emitted as stored blocks. Fails only with kInternal.
-  virtual Result<ShardOutput> CompressShard(std::span<const std::byte> raw, bool last) const = 0;
+  // Any thread; reuses per-thread scratch state (ISA-L's or zstd's context,
+  // kept for the thread's lifetime), never allocates per shard. gzip: a shard
+  // that would not get smaller is emitted as stored blocks. Fails only with
+  // kInternal.
+  virtual Result<ShardOutput> CompressShardInto(std::span<const std::byte> raw, bool last,
+                                                Buffer& out) const = 0;
+  // The same into a new vector (tests, benchmarks): `data` holds the bytes.
+  Result<ShardOutput> CompressShard(std::span<const std::byte> raw, bool last) const;
   virtual std::unique_ptr<Framer> NewFramer() const = 0;
 };
 

@@ -66,12 +66,13 @@ constexpr uint32_t kMaxLevelBufSize = std::max(
     {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT, ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT});
 
 // Per-thread ISA-L state: the stream (~100 KiB of window and hash table), the
-// level buffer and an output buffer that grows to the largest shard seen.
-// Reused across shards so a 4 MiB shard costs no allocation.
+// level buffer and a small output buffer for the probes. Reused across shards
+// so a 4 MiB shard costs no allocation; the shard itself is deflated straight
+// into the caller's buffer.
 struct IsalScratch {
   isal_zstream stream;
   std::vector<uint8_t> level_buf = std::vector<uint8_t>(kMaxLevelBufSize);
-  std::vector<uint8_t> out;
+  std::vector<uint8_t> probe_out;
 };
 
 IsalScratch& ThreadScratch() {
@@ -79,12 +80,12 @@ IsalScratch& ThreadScratch() {
   return *scratch;
 }
 
-// Raw DEFLATE of `raw` into the thread's scratch buffer, or nullopt when the
-// result would not be smaller than `raw` (the caller then stores the shard).
-Result<std::optional<std::span<const uint8_t>>> Deflate(std::span<const uint8_t> raw, bool last,
-                                                        int level) {
+// Raw DEFLATE of `raw` into `dst` (at least raw.size() bytes): the output
+// size, or nullopt when the result would not be smaller than `raw` (the
+// caller then stores the shard).
+Result<std::optional<size_t>> Deflate(std::span<const uint8_t> raw, bool last, int level,
+                                      uint8_t* dst) {
   IsalScratch& s = ThreadScratch();
-  if (s.out.size() < raw.size()) s.out.resize(raw.size());
   isal_zstream& z = s.stream;
   isal_deflate_init(&z);
   z.level = static_cast<uint32_t>(level);
@@ -95,7 +96,7 @@ Result<std::optional<std::span<const uint8_t>>> Deflate(std::span<const uint8_t>
   z.end_of_stream = last ? 1 : 0;
   z.next_in = const_cast<uint8_t*>(raw.data());  // ISA-L does not write its input
   z.avail_in = static_cast<uint32_t>(raw.size());
-  z.next_out = s.out.data();
+  z.next_out = dst;
   z.avail_out = static_cast<uint32_t>(raw.size());  // anything larger is not worth keeping
   int rc = isal_deflate(&z);
   if (rc != COMP_OK) {
@@ -108,7 +109,7 @@ Result<std::optional<std::span<const uint8_t>>> Deflate(std::span<const uint8_t>
       z.avail_in == 0 && z.avail_out > 0 &&
       (last ? z.internal_state.state == ZSTATE_END : z.internal_state.state == ZSTATE_NEW_HDR);
   if (!finished) return std::nullopt;
-  return std::span<const uint8_t>(s.out.data(), z.total_out);
+  return std::optional<size_t>(z.total_out);
 }
 
 // Probes: kProbes windows of kProbeSize bytes spread over a large shard. When
@@ -122,20 +123,32 @@ Result<bool> WorthDeflating(std::span<const uint8_t> raw, int level) {
   if (raw.empty()) return false;
   if (raw.size() < 4 * kProbes * kProbeSize) return true;  // small: just try
   const size_t stride = raw.size() / kProbes;
+  std::vector<uint8_t>& out = ThreadScratch().probe_out;
+  if (out.size() < kProbeSize) out.resize(kProbeSize);
   for (size_t i = 0; i < kProbes; ++i) {
-    MC_ASSIGN_OR_RETURN(auto probe, Deflate(raw.subspan(i * stride, kProbeSize), true, level));
+    MC_ASSIGN_OR_RETURN(auto probe,
+                        Deflate(raw.subspan(i * stride, kProbeSize), true, level, out.data()));
     if (probe) return true;
   }
   return false;
 }
 
-// `raw` as stored blocks; the final one has BFINAL set when `last`. An empty
-// last shard is one empty final stored block; an empty other shard is nothing.
-Bytes Stored(std::span<const uint8_t> raw, bool last) {
-  size_t blocks = (raw.size() + kMaxStoredBlock - 1) / kMaxStoredBlock;
-  if (blocks == 0 && last) blocks = 1;
-  Bytes out(raw.size() + blocks * kStoredBlockOverhead);
-  auto* p = reinterpret_cast<uint8_t*>(out.data());
+size_t StoredBlocks(size_t raw_size, bool last) {
+  size_t blocks = (raw_size + kMaxStoredBlock - 1) / kMaxStoredBlock;
+  return blocks == 0 && last ? 1 : blocks;
+}
+
+// The size of `raw_size` bytes as stored blocks.
+size_t StoredSize(size_t raw_size, bool last) {
+  return raw_size + StoredBlocks(raw_size, last) * kStoredBlockOverhead;
+}
+
+// `raw` as stored blocks into `dst` (StoredSize bytes); the final one has
+// BFINAL set when `last`. An empty last shard is one empty final stored
+// block; an empty other shard is nothing.
+void Stored(std::span<const uint8_t> raw, bool last, uint8_t* dst) {
+  const size_t blocks = StoredBlocks(raw.size(), last);
+  uint8_t* p = dst;
   size_t pos = 0;
   for (size_t b = 0; b < blocks; ++b) {
     const size_t n = std::min(kMaxStoredBlock, raw.size() - pos);
@@ -149,6 +162,11 @@ Bytes Stored(std::span<const uint8_t> raw, bool last) {
     p += n;
     pos += n;
   }
+}
+
+Bytes Stored(std::span<const uint8_t> raw, bool last) {
+  Bytes out(StoredSize(raw.size(), last));
+  Stored(raw, last, reinterpret_cast<uint8_t*>(out.data()));
   return out;
 }
 
@@ -189,25 +207,34 @@ class GzipCodec final : public Codec {
   Compression kind() const override { return Compression::kGzip; }
   std::unique_ptr<Framer> NewFramer() const override { return std::make_unique<GzipFramer>(); }
 
-  Result<ShardOutput> CompressShard(std::span<const std::byte> raw, bool last) const override {
+  size_t MaxOutputSize(size_t raw_size) const override { return StoredSize(raw_size, true); }
+
+  Result<ShardOutput> CompressShardInto(std::span<const std::byte> raw, bool last,
+                                        Buffer& out) const override {
     if (raw.size() > UINT32_MAX) {
       return Fail(ErrorCode::kInternal, "gzip: shard of " + std::to_string(raw.size()) +
                                             " bytes exceeds ISA-L's 4 GiB limit");
     }
+    if (out.capacity() < StoredSize(raw.size(), last)) {
+      return Fail(ErrorCode::kInternal, "gzip: output buffer too small for the shard");
+    }
     std::span<const uint8_t> in(reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
-    ShardOutput out;
-    out.raw_size = raw.size();
-    out.crc32 = crc32_gzip_refl(0, in.data(), in.size());
+    auto* dst = reinterpret_cast<uint8_t*>(out.data());
+    out.Clear();
+    ShardOutput shard;
+    shard.raw_size = raw.size();
+    shard.crc32 = crc32_gzip_refl(0, in.data(), in.size());
     MC_ASSIGN_OR_RETURN(bool worth_it, WorthDeflating(in, level_));
     if (worth_it) {
-      MC_ASSIGN_OR_RETURN(auto deflated, Deflate(in, last, level_));
+      MC_ASSIGN_OR_RETURN(auto deflated, Deflate(in, last, level_, dst));
       if (deflated) {
-        out.data = ToBytes(*deflated);
-        return out;
+        out.Commit(*deflated);
+        return shard;
       }
     }
-    out.data = Stored(in, last);
-    return out;
+    Stored(in, last, dst);
+    out.Commit(StoredSize(raw.size(), last));
+    return shard;
   }
 
  private:

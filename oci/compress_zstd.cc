@@ -28,7 +28,6 @@ struct CctxDeleter {
 
 struct ZstdScratch {
   std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx{ZSTD_createCCtx()};
-  std::vector<uint8_t> out;
 };
 
 ZstdScratch& ThreadScratch() {
@@ -51,9 +50,15 @@ class ZstdCodec final : public Codec {
   std::unique_ptr<Framer> NewFramer() const override { return NewEmptyFramer(); }
 
   // Every shard, even an empty one, becomes a frame (an empty frame is valid).
-  Result<ShardOutput> CompressShard(std::span<const std::byte> raw, bool) const override {
+  size_t MaxOutputSize(size_t raw_size) const override { return ZSTD_compressBound(raw_size); }
+
+  Result<ShardOutput> CompressShardInto(std::span<const std::byte> raw, bool,
+                                        Buffer& out) const override {
     ZstdScratch& s = ThreadScratch();
     if (!s.cctx) return Fail(ErrorCode::kInternal, "zstd: ZSTD_createCCtx failed (out of memory)");
+    if (out.capacity() < ZSTD_compressBound(raw.size())) {
+      return Fail(ErrorCode::kInternal, "zstd: output buffer too small for the shard");
+    }
     ZSTD_CCtx* c = s.cctx.get();
     MC_RETURN_IF_ERROR(Check(ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters), "reset"));
     MC_RETURN_IF_ERROR(
@@ -61,14 +66,13 @@ class ZstdCodec final : public Codec {
     MC_RETURN_IF_ERROR(Check(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1), "set checksum"));
     MC_RETURN_IF_ERROR(
         Check(ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1), "set content size"));
-    const size_t bound = ZSTD_compressBound(raw.size());
-    if (s.out.size() < bound) s.out.resize(bound);
-    const size_t n = ZSTD_compress2(c, s.out.data(), s.out.size(), raw.data(), raw.size());
+    out.Clear();
+    const size_t n = ZSTD_compress2(c, out.data(), out.capacity(), raw.data(), raw.size());
     MC_RETURN_IF_ERROR(Check(n, "ZSTD_compress2"));
-    ShardOutput out;
-    out.raw_size = raw.size();
-    out.data = ToBytes(std::span<const uint8_t>(s.out.data(), n));
-    return out;
+    out.Commit(n);
+    ShardOutput shard;
+    shard.raw_size = raw.size();
+    return shard;
   }
 
  private:

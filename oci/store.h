@@ -74,6 +74,12 @@ class BlobWriter : public Writer {
   // of copying it, and releases it to its pool when done. The default writes
   // the bytes and releases the buffer at once.
   virtual Result<void> WriteBuffer(Buffer buffer) { return Write(buffer.bytes()); }
+  // The most bytes of handed-over buffers this writer keeps after
+  // WriteBuffer returns (a registry upload: the chunk in flight and the one
+  // filling). A producer sizes its buffer pool with it: buffers the writer
+  // keeps are not free for the producer, and a pool without room for them
+  // would wait forever. 0: the writer keeps none (it copies or writes through).
+  virtual uint64_t max_retained_bytes() const { return 0; }
   // Bytes the destination already holds from an earlier, interrupted attempt.
   // The producer still writes the whole stream; the writer drops the prefix.
   virtual uint64_t resume_offset() const { return 0; }
@@ -129,9 +135,20 @@ class ImageSource {
   // a registry that answers 200 instead of 206): callers fall back to OpenBlob.
   virtual Result<std::unique_ptr<Reader>> OpenBlobRange(const Descriptor& desc, uint64_t offset,
                                                         uint64_t length);
+  // Appends bytes [offset, offset + length) of a blob to `out`, not verified
+  // (length ≤ out's free space). On failure `out` keeps the bytes that did
+  // arrive, so the caller resumes after them. kRangeNotSatisfiable as
+  // OpenBlobRange. The default reads OpenBlobRange's stream straight into the
+  // buffer; a source may fill it from its own receive buffer instead.
+  virtual Result<void> ReadBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length,
+                                     Buffer& out);
   virtual std::string Describe() const = 0;
   // A small blob (config), read whole and verified against desc.
   Result<std::string> ReadBlob(const Descriptor& desc, size_t limit = 64 << 20);
 };
+
+// Reads `length` bytes of `r` (at most out's free space) into `out`. A stream
+// that ends early is kTransient; `out` keeps what arrived either way.
+Result<void> ReadFull(Reader& r, Buffer& out, uint64_t length);
 
 }  // namespace mc::oci

@@ -44,6 +44,8 @@ class AuthTransport final : public Transport {
   }
 
   oci::Result<HttpResponse> Send(HttpRequest request) override;
+  // The same challenge handling; the handler sees only the final 2xx body.
+  oci::Result<HttpResponse> SendStreaming(HttpRequest request, const BodyHandler& handler) override;
 
  private:
   oci::Result<void> Authorize(HttpRequest& request);
@@ -106,6 +108,29 @@ oci::Result<HttpResponse> AuthTransport::Send(HttpRequest request) {
   (void)resp.ReadBody(64 << 10);
   MC_RETURN_IF_ERROR(Authorize(request));
   MC_ASSIGN_OR_RETURN(HttpResponse again, inner_->Send(request));
+  if (again.status != 401) return again;
+  std::string detail = ErrorDetail(again.ReadBody(64 << 10).value_or(""));
+  return std::unexpected(
+      Failure(what + " even with fresh credentials" + (detail.empty() ? "" : ": " + detail)));
+}
+
+oci::Result<HttpResponse> AuthTransport::SendStreaming(HttpRequest request,
+                                                       const BodyHandler& handler) {
+  if (request.body_reader) return Transport::SendStreaming(std::move(request), handler);
+  MC_RETURN_IF_ERROR(Authorize(request));
+  MC_ASSIGN_OR_RETURN(HttpResponse resp, inner_->SendStreaming(request, handler));
+  if (resp.status != 401) return resp;
+  auto header = resp.Header("www-authenticate");
+  std::string what = "HTTP 401 on " + request.method + " " + RedactUrl(request.url);
+  if (!header) return std::unexpected(Failure(what + " without a WWW-Authenticate challenge"));
+  MC_ASSIGN_OR_RETURN(bool changed, OnChallenge(*header, request.url));
+  if (!changed) {
+    std::string detail = ErrorDetail(resp.ReadBody(64 << 10).value_or(""));
+    return std::unexpected(Failure(what + (detail.empty() ? "" : ": " + detail)));
+  }
+  (void)resp.ReadBody(64 << 10);
+  MC_RETURN_IF_ERROR(Authorize(request));
+  MC_ASSIGN_OR_RETURN(HttpResponse again, inner_->SendStreaming(request, handler));
   if (again.status != 401) return again;
   std::string detail = ErrorDetail(again.ReadBody(64 << 10).value_or(""));
   return std::unexpected(

@@ -10,6 +10,8 @@
 // (Quay needs both), and a 202 is not an error but a fresh session (1.4).
 #include "registry/client.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "oci/media_types.h"
@@ -253,6 +255,68 @@ oci::Result<BlobStream> RegistryClient::GetBlob(const oci::Digest& digest, uint6
   }
   out.body = std::move(resp.body);
   return out;
+}
+
+oci::Result<void> RegistryClient::ReadBlobRange(const oci::Digest& digest, uint64_t offset,
+                                                uint64_t length, oci::Buffer& out) {
+  if (length == 0) return {};
+  if (length > out.free_space().size()) {
+    return oci::Fail(oci::ErrorCode::kInternal,
+                     "a range of " + std::to_string(length) + " bytes does not fit the buffer");
+  }
+  HttpRequest req;
+  req.url = Url("blobs/" + digest.String());
+  req.headers = {
+      {"Range", "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1)}};
+  req.idempotent = true;
+  std::string what = "GET blob " + digest.Short() + " from " + Describe();
+  const size_t start = out.size();
+  BodyHandler handler;
+  handler.on_response = [&](const HttpResponse& resp) -> oci::Result<void> {
+    if (resp.status == 200) {
+      if (offset == 0) return {};  // the whole blob from byte 0: we read `length` of it
+      return oci::Fail(oci::ErrorCode::kRangeNotSatisfiable,
+                       Describe() + " ignored a Range request for blob " + digest.Short());
+    }
+    // Content-Range: bytes <start>-<end>/<total>
+    std::string cr = resp.Header("content-range").value_or("");
+    size_t sp = cr.find(' '), dash = cr.find('-');
+    uint64_t first = 0;
+    try {
+      first = std::stoull(cr.substr(sp + 1, dash - sp - 1));
+    } catch (...) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput, what + ": bad Content-Range \"" + cr + "\"");
+    }
+    if (first != offset) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       what + ": asked for byte " + std::to_string(offset) + ", got " + cr);
+    }
+    return {};
+  };
+  bool overflow = false;
+  handler.on_body = [&](std::span<const std::byte> data) -> oci::Result<void> {
+    const size_t room = static_cast<size_t>(length - (out.size() - start));
+    const size_t n = std::min(room, data.size());
+    out.Append(data.first(n));
+    if (n == data.size()) return {};
+    // A 200 from byte 0 goes on past the range: we stop the transfer there.
+    overflow = true;
+    return oci::Fail(oci::ErrorCode::kCancelled, "range complete");
+  };
+  auto resp = transport_->SendStreaming(std::move(req), handler);
+  if (!resp) {
+    if (overflow && out.size() - start == length) return {};
+    return std::unexpected(resp.error());
+  }
+  if (resp->status != 200 && resp->status != 206) {
+    return std::unexpected(ApiError(*resp, {what, registry_}));
+  }
+  if (out.size() - start < length) {
+    return oci::Fail(oci::ErrorCode::kTransient, what + ": the range ended after " +
+                                                     std::to_string(out.size() - start) + " of " +
+                                                     std::to_string(length) + " bytes");
+  }
+  return {};
 }
 
 oci::Result<MountResult> RegistryClient::Mount(const oci::Digest& digest,

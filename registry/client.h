@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "oci/buffer.h"
 #include "oci/digest.h"
 #include "oci/error.h"
 #include "oci/image.h"
@@ -76,6 +77,14 @@ class RegistryClient {
   // server stops there and the connection stays reusable.
   oci::Result<BlobStream> GetBlob(const oci::Digest& digest, uint64_t offset = 0,
                                   uint64_t length = 0);
+
+  // Appends bytes [offset, offset + length) of a blob to `out` (length ≤ its
+  // free space) with one ranged GET whose body goes from the transport's
+  // receive buffer straight into `out` (Transport::SendStreaming). On failure
+  // `out` keeps what arrived. kRangeNotSatisfiable when the registry answers
+  // a ranged request at a later offset with 200 (no Range support).
+  oci::Result<void> ReadBlobRange(const oci::Digest& digest, uint64_t offset, uint64_t length,
+                                  oci::Buffer& out);
 
   // POST ?mount=&from= (protocols.md 1.4): 201 → mounted; 202 → a session.
   oci::Result<MountResult> Mount(const oci::Digest& digest, const std::string& from_repository,

@@ -319,6 +319,11 @@ oci::Result<std::unique_ptr<oci::Reader>> RegistrySource::OpenBlobRange(const oc
   return std::unique_ptr<oci::Reader>(new LimitReader(std::move(blob.body), length));
 }
 
+oci::Result<void> RegistrySource::ReadBlobRange(const oci::Descriptor& desc, uint64_t offset,
+                                                uint64_t length, oci::Buffer& out) {
+  return client_.ReadBlobRange(desc.digest, offset, length, out);
+}
+
 // ------------------------------------------------------------ factories
 
 oci::Result<std::unique_ptr<RegistryDestination>> OpenRegistryDestination(

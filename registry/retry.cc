@@ -28,6 +28,15 @@ class RetryTransport final : public Transport {
     if (!o_.random) o_.random = DefaultUnitRandom();
   }
 
+  // A streamed response is resumed by its caller (ranged blob reads continue
+  // by Range, the Hub client retries itself), so it is sent once — and
+  // forwarded, so libcurl's receive buffer reaches the handler without the
+  // default implementation's bounce buffer.
+  oci::Result<HttpResponse> SendStreaming(HttpRequest request,
+                                          const BodyHandler& handler) override {
+    return inner_->SendStreaming(std::move(request), handler);
+  }
+
   oci::Result<HttpResponse> Send(HttpRequest request) override {
     bool retryable = !request.no_retry && request.body_reader == nullptr;
     if (!retryable) return inner_->Send(std::move(request));

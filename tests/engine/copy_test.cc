@@ -6,13 +6,17 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <deque>
 #include <filesystem>
 #include <random>
 
+#include "engine/cancel.h"
+#include "engine/copy_internal.h"
 #include "oci/layout.h"
 #include "oci/media_types.h"
 #include "tests/support/mem_blob_sink.h"
 #include "tests/support/paths.h"
+#include "tests/support/retaining_sink.h"
 
 namespace mc::engine {
 namespace {
@@ -306,6 +310,78 @@ TEST_F(CopyTest, ParallelRangeReaderYieldsTheBlobInOrder) {
   auto r = OpenParallelRangeReader(*src, d, 4096, 4);
   std::byte b[10];
   ASSERT_TRUE((*r)->Read(b).has_value());
+}
+
+// A writer that keeps buffers after WriteBuffer (as a registry upload keeps
+// its chunks) gets every byte, and the copy never waits for a buffer the
+// writer holds: the pool has room for them, on the ranged and the plain path.
+TEST_F(CopyTest, PoolHasRoomForTheBuffersAWriterKeeps) {
+  std::string big = RandomBytes(1 << 20, 11);
+  w_.Tag(w_.Image("amd64", {big}), "latest");
+  auto src = *oci::LayoutSource::Open(src_dir_);
+  for (uint64_t threshold : {uint64_t{100000}, uint64_t{1} << 40}) {
+    for (uint64_t retain : {uint64_t{0}, uint64_t{131072}, uint64_t{5 * 65536 + 1}}) {
+      testing::RetainingDestination dest(retain);
+      CopyOptions opts;
+      opts.range_threshold = threshold;
+      opts.range_chunk = 65536;
+      opts.range_streams = 3;
+      auto r = CopyImage(*src, "", dest, std::string("t"), opts);
+      ASSERT_TRUE(r.has_value()) << r.error().message;
+      EXPECT_EQ(dest.inner.blobs.at(oci::Digest::Of(big)), big) << threshold << " " << retain;
+    }
+  }
+}
+
+// The stream's pool: never more buffers out than it has, all of them home at
+// the end, even when the consumer holds `reserve` buffers as a writer would.
+TEST_F(CopyTest, ParallelRangeStreamStaysInsideItsPool) {
+  std::string big = RandomBytes(300007, 12);
+  w_.Image("amd64", {big});
+  auto src = *oci::LayoutSource::Open(src_dir_);
+  Descriptor d{.media_type = "x", .digest = oci::Digest::Of(big), .size = 300007};
+  const size_t reserve = 3;
+  std::string got;
+  std::deque<oci::Buffer> kept;
+  {
+    auto s = OpenParallelRangeStream(*src, d, 4096, 4, 0, reserve);
+    ASSERT_TRUE(s.has_value()) << s.error().message;
+    const oci::BufferPool& pool = (*s)->pool();
+    EXPECT_EQ(pool.count(), 4u + 1 + reserve);
+    for (;;) {
+      auto b = (*s)->Next();
+      ASSERT_TRUE(b.has_value()) << b.error().message;
+      if (!*b) break;
+      got.append((*b)->view());
+      kept.push_back(std::move(**b));
+      if (kept.size() > reserve) kept.pop_front();
+      ASSERT_LE(pool.in_use(), pool.count());
+    }
+    kept.clear();
+    EXPECT_EQ(pool.in_use(), 0u);
+    EXPECT_LE(pool.high_water(), pool.count());
+  }
+  EXPECT_EQ(got, big);
+}
+
+// SIGINT mid-stream: the consumer and the workers stop with kCancelled.
+TEST_F(CopyTest, ParallelRangeStreamStopsWhenCancelled) {
+  std::string big = RandomBytes(200000, 13);
+  w_.Image("amd64", {big});
+  auto src = *oci::LayoutSource::Open(src_dir_);
+  Descriptor d{.media_type = "x", .digest = oci::Digest::Of(big), .size = 200000};
+  auto s = OpenParallelRangeStream(*src, d, 4096, 2, 0, 0);
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  ASSERT_TRUE((*s)->Next().has_value());
+  CancelFlag() = true;
+  std::optional<oci::Error> err;
+  for (int i = 0; i < 100 && !err; ++i) {
+    auto b = (*s)->Next();
+    if (!b) err = b.error();
+  }
+  CancelFlag() = false;
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code, oci::ErrorCode::kCancelled);
 }
 
 // A destination whose writers report done() when a mount is requested.

@@ -5,6 +5,7 @@
 #include "oci/media_types.h"
 #include "tests/support/mem_blob_sink.h"
 #include "tests/support/paths.h"
+#include "tests/support/retaining_sink.h"
 
 namespace mc::engine {
 namespace {
@@ -52,6 +53,36 @@ TEST(LayerBuilderTest, DigestsMatchContentForEveryCodecAndJobs) {
       EXPECT_EQ(layer->files, 2u);
       if (!first) first = layer->descriptor.digest;
       EXPECT_EQ(*first, layer->descriptor.digest) << "jobs=" << jobs;
+    }
+  }
+}
+
+// A sink that keeps buffers after WriteBuffer (as a registry upload does)
+// gets the same bytes, and the pipeline never waits for a buffer it keeps:
+// the pools have room for them. Zeros make tiny compressed shards, which the
+// pipeline gathers before handing them on.
+TEST(LayerBuilderTest, SinkKeepingBuffersGetsTheSameBytes) {
+  TempDir tmp;
+  auto entries = MakeEntries(tmp);
+  WriteFile(tmp / "z/zeros.bin", std::string(21 << 20, '\0'));
+  auto zeros = oci::ScanDirectory(tmp / "z", oci::ScanOptions{"/models"});
+  ASSERT_TRUE(zeros) << zeros.error().message;
+  for (const auto* e : {&entries, &*zeros}) {
+    for (auto c : {oci::Compression::kGzip, oci::Compression::kZstd, oci::Compression::kNone}) {
+      LayerBuildOptions o;
+      o.compression = c;
+      o.jobs = 2;
+      MemDestination plain;
+      auto want = BuildLayer(*e, o, plain);
+      ASSERT_TRUE(want) << want.error().message;
+      for (uint64_t retain : {uint64_t{1} << 20, uint64_t{9} << 20}) {
+        mc::testing::RetainingDestination dest(retain);
+        auto layer = BuildLayer(*e, o, dest);
+        ASSERT_TRUE(layer) << layer.error().message;
+        EXPECT_EQ(layer->descriptor.digest, want->descriptor.digest) << retain;
+        EXPECT_EQ(dest.inner.blobs.at(layer->descriptor.digest),
+                  plain.blobs.at(want->descriptor.digest));
+      }
     }
   }
 }

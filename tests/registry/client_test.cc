@@ -171,6 +171,39 @@ TEST(ClientTest, GetBlobHandlesRanges) {
   EXPECT_EQ(h.c.GetBlob(d, 99).error().code, oci::ErrorCode::kRangeNotSatisfiable);
 }
 
+// A ranged read straight into a pooled buffer (the copy's data plane).
+TEST(ClientTest, ReadBlobRangeAppendsToABuffer) {
+  ClientHarness h;
+  auto d = oci::Digest::Of("0123456789");
+  oci::Buffer buf = oci::Buffer::Heap(16);
+  buf.Append(oci::AsBytes(std::string("ab")));  // appended after what the buffer holds
+  h.t->Push(FakeResponse::Status(206, {{"Content-Range", "bytes 4-7/10"}}, "4567"));
+  ASSERT_TRUE(h.c.ReadBlobRange(d, 4, 4, buf).has_value());
+  EXPECT_EQ(buf.view(), "ab4567");
+  EXPECT_EQ(h.t->requests().back().Header("Range"), "bytes=4-7");
+  // A 200 to a later offset: the registry cannot serve ranges.
+  h.t->Push(FakeResponse::Status(200, {{"Content-Length", "10"}}, "0123456789"));
+  EXPECT_EQ(h.c.ReadBlobRange(d, 4, 4, buf).error().code, oci::ErrorCode::kRangeNotSatisfiable);
+  // A 200 from byte 0: the first `length` bytes, the rest is not read.
+  buf.Clear();
+  h.t->Push(FakeResponse::Status(200, {{"Content-Length", "10"}}, "0123456789"));
+  ASSERT_TRUE(h.c.ReadBlobRange(d, 0, 3, buf).has_value());
+  EXPECT_EQ(buf.view(), "012");
+  // A short body: retryable, and the buffer keeps what arrived (the caller resumes).
+  buf.Clear();
+  h.t->Push(FakeResponse::Status(206, {{"Content-Range", "bytes 4-7/10"}}, "45"));
+  auto r = h.c.ReadBlobRange(d, 4, 4, buf);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, oci::ErrorCode::kTransient);
+  EXPECT_EQ(buf.view(), "45");
+  // The wrong range, an error status, a range larger than the buffer.
+  h.t->Push(FakeResponse::Status(206, {{"Content-Range", "bytes 0-3/10"}}, "0123"));
+  EXPECT_EQ(h.c.ReadBlobRange(d, 4, 4, buf).error().code, oci::ErrorCode::kInvalidInput);
+  h.t->Push(FakeResponse::Status(404));
+  EXPECT_FALSE(h.c.ReadBlobRange(d, 4, 4, buf).has_value());
+  EXPECT_EQ(h.c.ReadBlobRange(d, 0, 100, buf).error().code, oci::ErrorCode::kInternal);
+}
+
 TEST(ClientTest, MountDoneOrSession) {
   ClientHarness h;
   auto d = oci::Digest::Of("layer");
