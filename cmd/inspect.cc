@@ -57,21 +57,7 @@ oci::Result<void> RunInspect(const InspectFlags& f, int verbose) {
     std::fwrite(m.bytes.data(), 1, m.bytes.size(), stdout);
     return {};
   }
-  if (oci::media::IsIndex(m.media_type)) {
-    MC_ASSIGN_OR_RETURN(oci::Index idx, oci::ParseIndex(m.bytes));
-    MC_ASSIGN_OR_RETURN(oci::Platform want, oci::Platform::Parse(f.platform));
-    const oci::Descriptor* pick = nullptr;
-    for (const auto& d : idx.manifests) {
-      if (d.platform && want.Matches(*d.platform)) {
-        pick = &d;
-        break;
-      }
-    }
-    if (!pick) {
-      return oci::Fail(oci::ErrorCode::kNotFound, "no " + f.platform + " image in " + f.ref);
-    }
-    MC_ASSIGN_OR_RETURN(m, src.source->GetManifest(pick->digest.String()));
-  }
+  MC_ASSIGN_OR_RETURN(m, engine::ManifestForPlatform(src, m, loc, f.platform));
   MC_ASSIGN_OR_RETURN(oci::Manifest man, oci::ParseManifest(m.bytes));
   MC_ASSIGN_OR_RETURN(std::string cfg, src.source->ReadBlob(man.config));
   if (f.raw) {

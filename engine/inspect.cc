@@ -42,9 +42,9 @@ const TemplateSchema& InspectSummarySchema() {
   return schema;
 }
 
-oci::Result<ojson> InspectSummary(OpenedSource& src, const ImageLocation& loc,
-                                  const std::string& platform, bool list_tags) {
-  MC_ASSIGN_OR_RETURN(oci::RawManifest top, src.source->GetManifest(src.tag_or_digest));
+oci::Result<oci::RawManifest> ManifestForPlatform(OpenedSource& src, const oci::RawManifest& top,
+                                                  const ImageLocation& loc,
+                                                  const std::string& platform) {
   oci::RawManifest image = top;
   if (oci::media::IsIndex(top.media_type)) {
     MC_ASSIGN_OR_RETURN(oci::Index idx, oci::ParseIndex(top.bytes));
@@ -62,6 +62,13 @@ oci::Result<ojson> InspectSummary(OpenedSource& src, const ImageLocation& loc,
     }
     MC_ASSIGN_OR_RETURN(image, src.source->GetManifest(pick->digest.String()));
   }
+  return image;
+}
+
+oci::Result<ojson> InspectSummary(OpenedSource& src, const ImageLocation& loc,
+                                  const std::string& platform, bool list_tags) {
+  MC_ASSIGN_OR_RETURN(oci::RawManifest top, src.source->GetManifest(src.tag_or_digest));
+  MC_ASSIGN_OR_RETURN(oci::RawManifest image, ManifestForPlatform(src, top, loc, platform));
   MC_ASSIGN_OR_RETURN(oci::Manifest man, oci::ParseManifest(image.bytes));
   MC_ASSIGN_OR_RETURN(std::string cfg_bytes, src.source->ReadBlob(man.config));
   MC_ASSIGN_OR_RETURN(nlohmann::json cfg, oci::ParseJson(cfg_bytes, "config"));

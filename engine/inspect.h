@@ -23,6 +23,7 @@
 #include "engine/go_template.h"
 #include "engine/image_ref.h"
 #include "oci/error.h"
+#include "oci/image.h"
 
 namespace mc::engine {
 
@@ -30,6 +31,13 @@ namespace mc::engine {
 oci::Result<nlohmann::ordered_json> InspectSummary(OpenedSource& src, const ImageLocation& loc,
                                                    const std::string& platform,
                                                    bool list_tags = true);
+
+// The image `top` (fetched from `src`) stands for on `platform`
+// ("os/arch[/variant]"): `top` itself, or the matching child of an index
+// (kNotFound naming the reference otherwise).
+oci::Result<oci::RawManifest> ManifestForPlatform(OpenedSource& src, const oci::RawManifest& top,
+                                                  const ImageLocation& loc,
+                                                  const std::string& platform);
 
 // How --format templates read the summary (Labels and Annotations are maps,
 // Created is a time).

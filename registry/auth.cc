@@ -7,9 +7,12 @@
 // before expiry (Token::NeedsRefresh) keeps chunk PATCHes from bouncing.
 // Why one retry only: a second 401 with a fresh token means the grant is not
 // enough (or the credentials are wrong); looping would hammer the server.
+#include "registry/auth.h"
+
+#include <functional>
+
 #include <nlohmann/json.hpp>
 
-#include "registry/auth.h"
 #include "registry/http_util.h"
 #include "registry/log.h"
 
@@ -48,6 +51,8 @@ class AuthTransport final : public Transport {
   oci::Result<HttpResponse> SendStreaming(HttpRequest request, const BodyHandler& handler) override;
 
  private:
+  oci::Result<HttpResponse> Exchange(HttpRequest& request,
+                                     const std::function<oci::Result<HttpResponse>()>& send);
   oci::Result<void> Authorize(HttpRequest& request);
   oci::Result<bool> OnChallenge(const std::string& header, const std::string& url);
   oci::Result<std::string> BearerToken(bool force);
@@ -92,9 +97,14 @@ oci::Result<void> AuthTransport::Authorize(HttpRequest& request) {
   return {};
 }
 
-oci::Result<HttpResponse> AuthTransport::Send(HttpRequest request) {
+// One exchange with the challenge dance around it: `send` performs the
+// request (plain or streaming); a 401 with a challenge we can answer is sent
+// once more with fresh credentials. A streamed request body cannot be sent
+// twice: its 401 goes back to the caller, who resends the stream.
+oci::Result<HttpResponse> AuthTransport::Exchange(
+    HttpRequest& request, const std::function<oci::Result<HttpResponse>()>& send) {
   MC_RETURN_IF_ERROR(Authorize(request));
-  MC_ASSIGN_OR_RETURN(HttpResponse resp, inner_->Send(request));
+  MC_ASSIGN_OR_RETURN(HttpResponse resp, send());
   if (resp.status != 401) return resp;
   auto header = resp.Header("www-authenticate");
   std::string what = "HTTP 401 on " + request.method + " " + RedactUrl(request.url);
@@ -107,34 +117,21 @@ oci::Result<HttpResponse> AuthTransport::Send(HttpRequest request) {
   if (request.body_reader) return resp;  // the caller resends the stream
   (void)resp.ReadBody(64 << 10);
   MC_RETURN_IF_ERROR(Authorize(request));
-  MC_ASSIGN_OR_RETURN(HttpResponse again, inner_->Send(request));
+  MC_ASSIGN_OR_RETURN(HttpResponse again, send());
   if (again.status != 401) return again;
   std::string detail = ErrorDetail(again.ReadBody(64 << 10).value_or(""));
   return std::unexpected(
       Failure(what + " even with fresh credentials" + (detail.empty() ? "" : ": " + detail)));
 }
 
+oci::Result<HttpResponse> AuthTransport::Send(HttpRequest request) {
+  return Exchange(request, [&] { return inner_->Send(request); });
+}
+
 oci::Result<HttpResponse> AuthTransport::SendStreaming(HttpRequest request,
                                                        const BodyHandler& handler) {
   if (request.body_reader) return Transport::SendStreaming(std::move(request), handler);
-  MC_RETURN_IF_ERROR(Authorize(request));
-  MC_ASSIGN_OR_RETURN(HttpResponse resp, inner_->SendStreaming(request, handler));
-  if (resp.status != 401) return resp;
-  auto header = resp.Header("www-authenticate");
-  std::string what = "HTTP 401 on " + request.method + " " + RedactUrl(request.url);
-  if (!header) return std::unexpected(Failure(what + " without a WWW-Authenticate challenge"));
-  MC_ASSIGN_OR_RETURN(bool changed, OnChallenge(*header, request.url));
-  if (!changed) {
-    std::string detail = ErrorDetail(resp.ReadBody(64 << 10).value_or(""));
-    return std::unexpected(Failure(what + (detail.empty() ? "" : ": " + detail)));
-  }
-  (void)resp.ReadBody(64 << 10);
-  MC_RETURN_IF_ERROR(Authorize(request));
-  MC_ASSIGN_OR_RETURN(HttpResponse again, inner_->SendStreaming(request, handler));
-  if (again.status != 401) return again;
-  std::string detail = ErrorDetail(again.ReadBody(64 << 10).value_or(""));
-  return std::unexpected(
-      Failure(what + " even with fresh credentials" + (detail.empty() ? "" : ": " + detail)));
+  return Exchange(request, [&] { return inner_->SendStreaming(request, handler); });
 }
 
 // Updates mode, realm and scopes from a challenge. Returns whether a retry
