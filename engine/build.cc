@@ -16,10 +16,10 @@
 #include <filesystem>
 #include <future>
 #include <set>
-#include <thread>
 
 #include "engine/build_cache.h"
 #include "engine/cancel.h"
+#include "engine/executor.h"
 #include "engine/copy.h"
 #include "engine/download.h"
 #include "engine/resume_slot.h"
@@ -256,10 +256,13 @@ Result<std::vector<BuiltLayer>> BuildModelLayers(
     }
   };
   size_t parallel = std::min<size_t>(groups.size(), std::max(1, o.parallel_layers));
-  std::vector<std::thread> threads;
-  for (size_t t = 1; t < parallel; ++t) threads.emplace_back(work);
-  work();
-  for (auto& t : threads) t.join();
+  {
+    // Each layer's own stages run on executors of their own (layer_builder.cc),
+    // so these tasks never wait for a task of this one.
+    Executor layers_at_once(static_cast<int>(parallel));
+    for (size_t t = 0; t < parallel; ++t) layers_at_once.Post(work);
+    layers_at_once.Join();
+  }
   for (size_t i = 0; i < errors.size(); ++i) {
     if (errors[i]) {
       if (groups.size() == 1) return std::unexpected(*errors[i]);
