@@ -19,9 +19,9 @@
 
 #include "engine/build_cache.h"
 #include "engine/cancel.h"
-#include "engine/executor.h"
 #include "engine/copy.h"
 #include "engine/download.h"
+#include "engine/executor.h"
 #include "engine/resume_slot.h"
 #include "oci/media_types.h"
 #include "oci/tar_list.h"

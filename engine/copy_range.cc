@@ -187,8 +187,8 @@ bool IsRetryable(const oci::Error& e) {
 
 void SleepBackoff(int attempt) {
   // The one policy (registry/retry.h): full jitter over 100 ms·2^attempt, up to 3.2 s.
-  static const registry::BackoffPolicy policy{std::chrono::milliseconds(100),
-                                              std::chrono::milliseconds(3'200), {}, {}};
+  static const registry::BackoffPolicy policy{
+      std::chrono::milliseconds(100), std::chrono::milliseconds(3'200), {}, {}};
   policy.Wait(attempt);
 }
 
