@@ -8,6 +8,7 @@ packages=(
   g++ cmake ninja-build pkg-config ccache
   libcurl4-openssl-dev libssl-dev libzstd-dev libarchive-dev libisal-dev zlib1g-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libboost-dev libcli11-dev libgtest-dev libgmock-dev
+  libsodium-dev
   # tests: real registries and independent clients
   docker-registry skopeo umoci pigz zstd jq isal tar gzip python3 python3-yaml
   apache2-utils openssl curl util-linux procps iproute2 ca-certificates e2fsprogs
