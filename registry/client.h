@@ -101,6 +101,21 @@ class RegistryClient {
   // registry's order. 401/403 kUnauthorized (some registries forbid listing).
   oci::Result<std::vector<std::string>> ListTags();
 
+  // OCI 1.1 referrers (registry/referrers.cc, protocols.md 1.6).
+  // GET /v2/<repository>/referrers/<digest>, following `Link: rel="next"`
+  // pages: the descriptors of the manifests whose subject is `digest`.
+  // nullopt when the registry has no referrers API (404, 400, 405, 501, or
+  // an answer that is not an image index).
+  oci::Result<std::optional<std::vector<oci::Descriptor>>> GetReferrers(const oci::Digest& digest);
+  // PutManifest that also returns the OCI-Subject header of the answer: a
+  // registry with the referrers API sets it when it indexed the manifest's
+  // subject ("" when absent).
+  oci::Result<std::string> PutManifestWithSubject(const oci::RawManifest& manifest,
+                                                  const std::string& tag_or_digest);
+  // GetManifest, but nullopt when the registry has no such tag or digest (404).
+  oci::Result<std::optional<oci::RawManifest>> GetManifestIfPresent(
+      const std::string& tag_or_digest);
+
  private:
   std::string Url(std::string_view suffix) const;
 
