@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "cmd/cli.h"
+#include "cmd/sign_flags.h"
 #include "engine/build.h"
 #include "engine/hf_hub.h"
 #include "engine/image_ref.h"
@@ -42,6 +43,7 @@ struct BuildFlags {
   std::vector<std::string> exclude;
   std::string token_file;
   std::string chunk_size;
+  SignFlags sign;
 };
 
 oci::Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector<std::string>& kvs,
@@ -128,6 +130,11 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
                         ParseSizeFlag("--chunk-size", f.chunk_size, kMinChunkSize, kMaxChunkSize));
   }
   MC_ASSIGN_OR_RETURN(engine::ImageLocation dest_loc, engine::ParseImageLocation(f.dest));
+  if (f.sign.requested() && dest_loc.kind != engine::ImageLocation::Kind::kDocker) {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "--sign-by-sigstore-private-key needs a docker:// destination");
+  }
+  MC_ASSIGN_OR_RETURN(auto sign_key, LoadSignKey(f.sign));
 
   engine::OpenedSource base;
   if (f.base != "scratch" && !f.base.empty()) {
@@ -199,6 +206,9 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
                                                       {"bytes", built->bytes}}));
     }
   }
+  if (sign_key) {
+    MC_RETURN_IF_ERROR(SignPushed(*dest.dest, built->manifest, *sign_key, f.sign, f.metadata));
+  }
   registry::Log()->info("built {} from {} files ({} bytes) in {} layer(s): {}",
                         dest.dest->Describe(), built->files, built->bytes, built->layers.size(),
                         built->manifest.digest.String());
@@ -248,6 +258,7 @@ void SetupBuild(CLI::App& app, Context& ctx) {
                   "registry upload chunk size, 256K..1G (default 32M; two chunks in memory per "
                   "blob)");
   AddRegistryFlags(cmd, flags->registry);
+  AddSignFlags(cmd, flags->sign);
   cmd->callback([flags, &ctx] { ctx.run = [flags, &ctx] { return RunBuild(*flags, ctx); }; });
 }
 
