@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cmd/cli.h"
+#include "engine/attachments.h"
 #include "engine/copy.h"
 #include "engine/image_ref.h"
 #include "engine/metadata_store.h"
@@ -37,6 +38,8 @@ struct CopyFlags {
   std::optional<std::string> cache_dir;
   bool no_cache = false;
   int jobs = 4;
+  bool remove_signatures = false;
+  bool referrers = true;
 };
 
 // Where a copy keeps its per-blob upload state when --cache-dir is not given:
@@ -126,6 +129,17 @@ oci::Result<void> RunCopy(const CopyFlags& f, Context& ctx) {
   }
   MC_ASSIGN_OR_RETURN(engine::CopyResult result, engine::CopyImage(*src.source, src.tag_or_digest,
                                                                    *dest.dest, dest.tag, opts));
+  engine::AttachmentOptions attach;
+  attach.signatures = !f.remove_signatures;
+  attach.referrers = f.referrers;
+  oci::Digest source_top = result.manifest.digest;
+  if (opts.platform && f.referrers) {
+    MC_ASSIGN_OR_RETURN(oci::RawManifest top, src.source->GetManifest(src.tag_or_digest));
+    source_top = top.digest;
+  }
+  MC_ASSIGN_OR_RETURN(
+      engine::AttachmentCopyResult attached,
+      engine::CopyAttachments(*src.source, source_top, result.manifest, *dest.dest, attach, opts));
   std::string digest = result.manifest.digest.String();
   if (!f.digestfile.empty()) MC_RETURN_IF_ERROR(oci::WriteFileAtomic(f.digestfile, digest));
   if (!f.metadata.empty()) {
@@ -144,6 +158,13 @@ oci::Result<void> RunCopy(const CopyFlags& f, Context& ctx) {
                  src_text.c_str(), dest_text.c_str(), result.manifests, result.blobs_copied,
                  static_cast<unsigned long long>(result.bytes_copied), result.blobs_mounted,
                  result.blobs_present);
+  }
+  if (attached.cosign_tags + attached.referrers > 0) {
+    std::fprintf(stderr, "copied %zu signature/attachment tag(s) and %zu referrer(s)%s\n",
+                 attached.cosign_tags, attached.referrers,
+                 attached.referrers == 0    ? ""
+                 : attached.destination_api ? " (indexed by the destination's referrers API)"
+                                            : " (listed under the destination's sha256-HEX tags)");
   }
   std::printf("%s\n", digest.c_str());
   return {};
@@ -183,6 +204,12 @@ void SetupCopy(CLI::App& app, Context& ctx) {
                   "state directory for resuming interrupted blob uploads on the next run "
                   "(default: $XDG_CACHE_HOME/mc-engine or ~/.cache/mc-engine)");
   cmd->add_flag("--no-cache", f->no_cache, "keep no upload state: an interrupted copy starts over");
+  cmd->add_flag("--remove-signatures", f->remove_signatures,
+                "do not copy signatures (cosign .sig tags, signature referrers)");
+  cmd->add_option("--referrers", f->referrers,
+                  "copy what is attached to the image: cosign .sig/.att/.sbom tags and OCI "
+                  "referrers (default true; --referrers=false copies the image alone)")
+      ->default_str("true");
   cmd->callback([f, &ctx] { ctx.run = [f, &ctx] { return RunCopy(*f, ctx); }; });
 }
 

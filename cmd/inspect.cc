@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cmd/cli.h"
+#include "engine/attachments.h"
 #include "engine/go_template.h"
 #include "engine/image_ref.h"
 #include "engine/inspect.h"
@@ -17,6 +18,7 @@ struct InspectFlags {
   bool raw = false;
   bool config = false;
   bool no_tags = false;
+  bool referrers = false;
   std::string format;
   std::string platform = "linux/amd64";
   RegistryFlags registry;
@@ -39,6 +41,21 @@ oci::Result<void> RunInspect(const InspectFlags& f, int verbose) {
   remote.creds = f.registry.creds;
   remote.side = "source";
   MC_ASSIGN_OR_RETURN(engine::OpenedSource src, engine::OpenSource(loc, remote));
+  if (f.referrers) {
+    if (f.raw || f.config || !f.format.empty()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "--referrers cannot be combined with --raw, --config or --format");
+    }
+    MC_ASSIGN_OR_RETURN(oci::RawManifest top, src.source->GetManifest(src.tag_or_digest));
+    std::vector<oci::Digest> roots = {top.digest};
+    if (oci::media::IsIndex(top.media_type)) {
+      MC_ASSIGN_OR_RETURN(oci::Index idx, oci::ParseIndex(top.bytes));
+      for (const auto& c : idx.manifests) roots.push_back(c.digest);
+    }
+    MC_ASSIGN_OR_RETURN(auto found, engine::ListAttachments(*src.source, roots));
+    std::printf("%s\n", engine::AttachmentsJson(top.digest, found).dump(4).c_str());
+    return {};
+  }
   if (!f.raw && !f.config) {
     MC_ASSIGN_OR_RETURN(nlohmann::ordered_json summary,
                         engine::InspectSummary(src, loc, f.platform, !f.no_tags));
@@ -80,6 +97,8 @@ void SetupInspect(CLI::App& app, Context& ctx) {
   cmd->add_flag("--raw", flags->raw,
                 "print the manifest's exact bytes (with --config: the config's)");
   cmd->add_flag("--config", flags->config, "print the image config");
+  cmd->add_flag("--referrers", flags->referrers,
+                "list what is attached (cosign tags, OCI referrers), recursively, as JSON");
   cmd->add_flag("--no-tags,-n", flags->no_tags, "do not list the repository's tags (RepoTags: [])");
   cmd->add_option("--platform", flags->platform,
                   "platform to pick from an index (default linux/amd64)");
