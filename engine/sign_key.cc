@@ -202,7 +202,9 @@ oci::Result<SigningKey> SigningKey::Load(const std::string& path,
                                          const std::optional<std::string>& passphrase) {
   Wiped pem;
   auto text = oci::ReadFileToString(path, kMaxKeyFile);
-  if (!text) return std::unexpected(text.error().Wrap("reading signing key"));
+  if (!text) {  // a missing or unreadable key is bad input (exit 2), like a damaged one
+    return oci::Fail(ErrorCode::kInvalidInput, "reading signing key: " + text.error().message);
+  }
   pem.bytes = std::move(*text);
   return FromPem(pem.bytes, path, passphrase);
 }
@@ -254,7 +256,10 @@ std::string SigningKey::PublicKeyPem() const {
 
 oci::Result<std::string> ReadPassphraseFile(const std::string& path) {
   auto text = oci::ReadFileToString(path, kMaxKeyFile);
-  if (!text) return std::unexpected(text.error().Wrap("reading --sign-passphrase-file"));
+  if (!text) {
+    return oci::Fail(ErrorCode::kInvalidInput,
+                     "reading --sign-passphrase-file: " + text.error().message);
+  }
   std::string pass = text->substr(0, text->find('\n'));
   if (!pass.empty() && pass.back() == '\r') pass.pop_back();
   sodium_memzero(text->data(), text->size());

@@ -96,6 +96,12 @@ TEST(SignKeyTest, OpensslKeysSignAndVerifyWithOpenssl) {
   EXPECT_NE(ed.error().message.find("P-256"), std::string::npos);
   auto missing = SigningKey::Load(tmp / "missing.pem", std::nullopt);
   ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, oci::ErrorCode::kInvalidInput);
+  auto no_pass = ReadPassphraseFile(tmp / "missing-pass");
+  ASSERT_FALSE(no_pass);
+  EXPECT_EQ(no_pass.error().code, oci::ErrorCode::kInvalidInput);
+  mc::testing::WriteFile(tmp / "pass", "line one\r\nline two\n");
+  EXPECT_EQ(ReadPassphraseFile(tmp / "pass").value_or(""), "line one");
 }
 
 }  // namespace
