@@ -16,6 +16,7 @@
 #include "engine/image_ref.h"
 #include "engine/metadata_store.h"
 #include "oci/digest.h"
+#include "oci/media_types.h"
 
 namespace mc::cmd {
 namespace {
@@ -127,19 +128,24 @@ oci::Result<void> RunCopy(const CopyFlags& f, Context& ctx) {
       src.repository != dest.repository) {
     opts.mount_from = src.repository;
   }
-  MC_ASSIGN_OR_RETURN(engine::CopyResult result, engine::CopyImage(*src.source, src.tag_or_digest,
-                                                                   *dest.dest, dest.tag, opts));
   engine::AttachmentOptions attach;
   attach.signatures = !f.remove_signatures;
   attach.referrers = f.referrers;
-  oci::Digest source_top = result.manifest.digest;
+  std::optional<oci::Digest> source_top;
   if (opts.platform && f.referrers) {
+    // What is attached to an index cannot follow one platform of it: refuse before copying.
     MC_ASSIGN_OR_RETURN(oci::RawManifest top, src.source->GetManifest(src.tag_or_digest));
     source_top = top.digest;
+    if (oci::media::IsIndex(top.media_type)) {
+      MC_RETURN_IF_ERROR(engine::RefuseAttachedIndex(*src.source, top.digest, attach));
+    }
   }
+  MC_ASSIGN_OR_RETURN(engine::CopyResult result, engine::CopyImage(*src.source, src.tag_or_digest,
+                                                                   *dest.dest, dest.tag, opts));
   MC_ASSIGN_OR_RETURN(
       engine::AttachmentCopyResult attached,
-      engine::CopyAttachments(*src.source, source_top, result.manifest, *dest.dest, attach, opts));
+      engine::CopyAttachments(*src.source, source_top.value_or(result.manifest.digest),
+                              result.manifest, *dest.dest, attach, opts));
   std::string digest = result.manifest.digest.String();
   if (!f.digestfile.empty()) MC_RETURN_IF_ERROR(oci::WriteFileAtomic(f.digestfile, digest));
   if (!f.metadata.empty()) {

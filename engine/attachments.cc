@@ -170,17 +170,7 @@ oci::Result<AttachmentCopyResult> CopyAttachments(oci::ImageSource& src, const D
   if (source_top != copied.digest) {
     // A platform was picked from an index: what is attached to the index
     // would point at a manifest the destination does not get.
-    AttachmentOptions direct = options;
-    direct.max_depth = 1;
-    MC_ASSIGN_OR_RETURN(auto on_index, ListAt(*rsrc, {source_top}, direct));
-    if (!on_index.empty()) {
-      return oci::Fail(ErrorCode::kInvalidInput,
-                       src.Describe() + ": " + std::to_string(on_index.size()) +
-                           " signature(s)/referrer(s) are attached to the index " +
-                           source_top.String() +
-                           ", which --platform does not copy (their subject would change); "
-                           "copy the whole index, or pass --referrers=false");
-    }
+    MC_RETURN_IF_ERROR(RefuseAttachedIndex(src, source_top, options));
   }
   MC_ASSIGN_OR_RETURN(auto attachments, ListAt(*rsrc, roots, options));
 
@@ -253,6 +243,22 @@ oci::Result<AttachmentCopyResult> CopyAttachments(oci::ImageSource& src, const D
     ++result.fallback_updates;
   }
   return result;
+}
+
+oci::Result<void> RefuseAttachedIndex(oci::ImageSource& src, const Digest& index_digest,
+                                      const AttachmentOptions& options) {
+  auto* rsrc = dynamic_cast<registry::RegistrySource*>(&src);
+  if (!rsrc || !options.referrers) return {};
+  AttachmentOptions direct = options;
+  direct.max_depth = 1;
+  MC_ASSIGN_OR_RETURN(auto on_index, ListAt(*rsrc, {index_digest}, direct));
+  if (on_index.empty()) return {};
+  return oci::Fail(ErrorCode::kInvalidInput,
+                   src.Describe() + ": " + std::to_string(on_index.size()) +
+                       " signature(s)/referrer(s) are attached to the index " +
+                       index_digest.String() +
+                       ", which --platform does not copy (their subject would change); copy "
+                       "the whole index, or pass --referrers=false");
 }
 
 nlohmann::ordered_json AttachmentsJson(const Digest& top,

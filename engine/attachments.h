@@ -70,6 +70,13 @@ oci::Result<AttachmentCopyResult> CopyAttachments(
     oci::ImageSource& src, const oci::Digest& source_top, const oci::RawManifest& copied,
     oci::ImageDestination& dest, const AttachmentOptions& options, const CopyOptions& copy_options);
 
+// kInvalidInput when something is attached to the index `index_digest` at
+// `src` (a --platform copy would drop their subject): checked before
+// copying, so nothing is written. Nothing to check for a non-registry source
+// or with options.referrers false.
+oci::Result<void> RefuseAttachedIndex(oci::ImageSource& src, const oci::Digest& index_digest,
+                                      const AttachmentOptions& options);
+
 // inspect --referrers: {"Digest": top, "Attachments": [{"type", "found", "tag",
 // "digest", "mediaType", "artifactType", "subject", "annotations"}, …]}.
 nlohmann::ordered_json AttachmentsJson(const oci::Digest& top,

@@ -277,5 +277,58 @@ TEST(ReferrersCopyTest, ReferrerOfAnotherSubjectIsRefused) {
   EXPECT_EQ(RawManifestAt(reg.host() + "/mirror/lie@" + DigestOfBytes(art)), "");
 }
 
+TEST(ReferrersCopyTest, PlatformOfASignedIndexIsRefusedUnlessReferrersAreOff) {
+  RegistryFixture reg;
+  ASSERT_TRUE(reg.ok()) << reg.error();
+  TempDir tmp;
+  ASSERT_TRUE(MakeSigningKeys(tmp.path()));
+  std::string image = BuildSmallImage(tmp.path(), reg.host() + "/models/idx:image");
+  ASSERT_FALSE(image.empty());
+  std::string manifest = RawManifestAt(reg.host() + "/models/idx:image");
+  json index = {
+      {"schemaVersion", 2},
+      {"mediaType", kIndexType},
+      {"manifests", json::array({{{"mediaType", kManifestType},
+                                  {"digest", image},
+                                  {"size", manifest.size()},
+                                  {"platform", {{"os", "linux"}, {"architecture", "amd64"}}}}})}};
+  PushManifestBytes(reg.url(), "models/idx", "v1", kIndexType, index.dump());
+  std::string out;
+  ASSERT_EQ(Sh(SigEngine() + " sign " + Quote("docker://" + reg.host() + "/models/idx:v1") +
+                   " --sign-all --sign-by-sigstore-private-key " + Q(tmp / "key.pem"),
+               &out),
+            0)
+      << out;
+  // The index's signature cannot follow one platform of it, and nothing is copied.
+  EXPECT_EQ(Sh(SigEngine() + " copy --platform linux/amd64 " +
+                   Quote("docker://" + reg.host() + "/models/idx:v1") + " " +
+                   Quote("docker://" + reg.host() + "/mirror/idx:v1"),
+               &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("--platform"), std::string::npos) << out;
+  EXPECT_EQ(RawManifestAt(reg.host() + "/mirror/idx@" + image), "");
+  ASSERT_EQ(Sh(SigEngine() + " copy --platform linux/amd64 --referrers=false " +
+                   Quote("docker://" + reg.host() + "/models/idx:v1") + " " +
+                   Quote("docker://" + reg.host() + "/mirror/idx:v1"),
+               &out, false),
+            0)
+      << out;
+  EXPECT_EQ(out, image + "\n");
+  // The whole index keeps its signature.
+  ASSERT_EQ(Sh(SigEngine() + " copy " + Quote("docker://" + reg.host() + "/models/idx:v1") + " " +
+                   Quote("docker://" + reg.host() + "/mirror/idx:v2"),
+               &out),
+            0)
+      << out;
+  std::string why;
+  EXPECT_TRUE(SignatureAccepted(tmp.path(), tmp / "pub.pem", reg.host() + "/mirror/idx:v2",
+                                reg.host() + "/models/idx", &why))
+      << why;
+  EXPECT_TRUE(IndexSignatureAccepted(tmp / "pub.pem", reg.host() + "/mirror/idx:v2",
+                                     reg.host() + "/models/idx", &why))
+      << why;
+}
+
 }  // namespace
 }  // namespace mc::testing

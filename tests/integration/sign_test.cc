@@ -187,6 +187,11 @@ TEST(SignTest, SignAllSignsTheIndexAndEachImage) {
   EXPECT_TRUE(
       SignatureAccepted(tmp.path(), tmp / "pub.pem", reg.host() + "/models/multi:v1", "", &why))
       << why;
+  EXPECT_TRUE(IndexSignatureAccepted(tmp / "pub.pem", reg.host() + "/models/multi:v1", "", &why))
+      << why;
+  EXPECT_FALSE(
+      IndexSignatureAccepted(tmp / "other_pub.pem", reg.host() + "/models/multi:v1", "", &why))
+      << why;
   EXPECT_TRUE(SignatureAccepted(tmp.path(), tmp / "pub.pem", reg.host() + "/models/multi@" + image,
                                 "", &why))
       << why;

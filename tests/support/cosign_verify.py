@@ -19,9 +19,12 @@ signature/policy_eval_sigstore.go):
     "docker-manifest-digest", equal to the manifest digest; identity has
     exactly "docker-reference", equal to --identity (default: HOST/REPO of REF,
     i.e. matchRepository).
-The image is accepted when at least one signature passes.
+The image is accepted when at least one signature passes. For an index,
+like `skopeo copy` without --all (and podman pull), the image of
+linux/amd64 is the one verified; --index verifies the index's own signature
+instead (what `cosign verify` checks for a tag that names an index).
 
-Usage: cosign_verify.py --key PUB.pem [--identity HOST/REPO] HOST/REPO(:TAG|@DIGEST)
+Usage: cosign_verify.py --key PUB.pem [--identity HOST/REPO] [--index] HOST/REPO(:TAG|@DIGEST)
 Exit 0 accepted ("accepted N" on stdout), 1 rejected (reasons on stdout).
 """
 import argparse
@@ -79,6 +82,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--key", required=True)
     ap.add_argument("--identity")
+    ap.add_argument("--index", action="store_true")
     ap.add_argument("ref")
     a = ap.parse_args()
     host, rest = a.ref.split("/", 1)
@@ -90,6 +94,16 @@ def main():
         repo, ident = rest, "latest"
     base = "http://%s/v2/%s" % (host, repo)
     manifest = get("%s/manifests/%s" % (base, ident), ACCEPT)
+    doc = json.loads(manifest)
+    if "manifests" in doc and not a.index:
+        for m in doc["manifests"]:
+            p = m.get("platform") or {}
+            if p.get("os") == "linux" and p.get("architecture") == "amd64":
+                manifest = get("%s/manifests/%s" % (base, m["digest"]), ACCEPT)
+                break
+        else:
+            print("rejected: no linux/amd64 image in the index")
+            return 1
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     identity = a.identity or "%s/%s" % (host, repo)
     try:

@@ -84,6 +84,17 @@ bool SignatureAccepted(const fs::path& dir, const fs::path& pub, const std::stri
   return py == 0;
 }
 
+bool IndexSignatureAccepted(const fs::path& pub, const std::string& ref,
+                            const std::string& identity, std::string* why) {
+  std::string out;
+  int rc = Sh("timeout 120 python3 " + Q(SourceDir() / "tests/support/cosign_verify.py") +
+                  " --index --key " + Q(pub) +
+                  (identity.empty() ? "" : " --identity " + Quote(identity)) + " " + Quote(ref),
+              &out);
+  if (why) *why = out;
+  return rc == 0;
+}
+
 std::string RawManifestAt(const std::string& ref) {
   std::string out;
   if (Sh("timeout 60 skopeo inspect --raw --tls-verify=false " + Quote("docker://" + ref), &out,

@@ -34,9 +34,15 @@ std::string DigestOfBytes(const std::string& bytes);
 // Whether the signature of `ref` (HOST/REPO:TAG over plain http) by the key
 // `pub` is accepted: identity "" = matchRepository (the image's own
 // repository), else exactRepository `identity`. *why gets the verifiers' output.
+// For an index, the linux/amd64 image is verified (as skopeo copy and podman
+// pull do: sign indexes with --sign-all for them).
 bool SignatureAccepted(const std::filesystem::path& dir, const std::filesystem::path& pub,
                        const std::string& ref, const std::string& identity = "",
                        std::string* why = nullptr);
+// The signature of the index `ref` names itself (cosign verify's view), by
+// cosign_verify.py --index.
+bool IndexSignatureAccepted(const std::filesystem::path& pub, const std::string& ref,
+                            const std::string& identity = "", std::string* why = nullptr);
 
 // The manifest bytes at docker://ref (skopeo inspect --raw; "" when absent).
 std::string RawManifestAt(const std::string& ref);
