@@ -5,7 +5,9 @@
 #include <set>
 #include <unordered_set>
 
+#include "engine/sign.h"
 #include "oci/attachments.h"
+#include "oci/io.h"
 #include "oci/media_types.h"
 #include "registry/log.h"
 #include "registry/remote.h"
@@ -142,6 +144,32 @@ std::vector<Digest> ImageDigests(const oci::RawManifest& top) {
   return out;
 }
 
+// Puts the cosign tag `tag` at the destination. Signatures and attestations
+// the destination holds there already (a mirror's own) are kept: the
+// source's layers are merged in, as containers/image does when it writes
+// sigstore attachments. Other tags (.sbom) are replaced.
+oci::Result<void> PutCosignTag(registry::RegistryDestination& dest, const oci::RawManifest& m,
+                               const std::string& tag) {
+  registry::RegistryClient& dc = dest.client();
+  if (!tag.ends_with(".sig") && !tag.ends_with(".att")) return dc.PutManifest(m, tag);
+  MC_ASSIGN_OR_RETURN(auto there, dc.GetManifestIfPresent(tag));
+  if (!there || there->digest == m.digest) return dc.PutManifest(m, tag);
+  auto theirs = oci::ParseManifest(there->bytes, tag);
+  auto ours = oci::ParseManifest(m.bytes, tag);
+  if (!theirs || !ours) return dc.PutManifest(m, tag);
+  std::optional<std::string> config;
+  if (auto blob = dc.GetBlob(theirs->config.digest)) {
+    auto bytes = oci::ReadAll(*blob->body, 1 << 20);
+    if (bytes && oci::Digest::Of(*bytes) == theirs->config.digest) config = *bytes;
+  }
+  MC_ASSIGN_OR_RETURN(auto merged, attach::MergeSignatureImages(*theirs, config, *ours));
+  if (!merged) return {};  // the destination has every signature already
+  MC_RETURN_IF_ERROR(PutBlobBytes(dest, merged->config, std::string(oci::media::kOciConfig)));
+  auto raw = oci::RawManifest::FromBytes(oci::SerializeManifest(merged->manifest),
+                                         std::string(oci::media::kOciManifest));
+  return dc.PutManifest(raw, tag);
+}
+
 }  // namespace
 
 oci::Result<std::vector<Attachment>> ListAttachments(oci::ImageSource& src,
@@ -212,7 +240,7 @@ oci::Result<AttachmentCopyResult> CopyAttachments(oci::ImageSource& src, const D
       }
     }
     if (a.kind == Attachment::Kind::kCosignTag) {
-      auto put = dc.PutManifest(m, a.tag);
+      auto put = PutCosignTag(*rdest, m, a.tag);
       if (!put) return std::unexpected(put.error().Wrap(what));
       ++result.cosign_tags;
       continue;

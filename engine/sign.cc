@@ -10,25 +10,6 @@ namespace {
 
 using oci::ErrorCode;
 
-oci::Result<oci::Descriptor> PutBlobBytes(oci::ImageDestination& dest, const std::string& bytes,
-                                          std::string media_type) {
-  oci::Descriptor d;
-  d.media_type = std::move(media_type);
-  d.digest = oci::Digest::Of(bytes);
-  d.size = static_cast<int64_t>(bytes.size());
-  MC_ASSIGN_OR_RETURN(bool have, dest.Exists(d.digest));
-  if (have) return d;
-  oci::BlobHint hint;
-  hint.digest = d.digest;
-  hint.size = d.size;
-  hint.media_type = d.media_type;
-  hint.checked_absent = true;
-  MC_ASSIGN_OR_RETURN(auto w, dest.Begin(hint));
-  if (!w->done()) MC_RETURN_IF_ERROR(w->Write(oci::AsBytes(bytes)));
-  MC_RETURN_IF_ERROR(w->Commit(d.digest, bytes.size()));
-  return d;
-}
-
 // A layer of the .sig image that already signs `payload_digest` with `key`.
 bool AlreadySigned(const oci::Manifest& sig, const oci::Digest& payload_digest,
                    const std::string& payload, const SigningKey& key) {
@@ -94,6 +75,25 @@ oci::Result<SignatureRecord> SignOne(registry::RegistryDestination& dest, const 
 }
 
 }  // namespace
+
+oci::Result<oci::Descriptor> PutBlobBytes(oci::ImageDestination& dest, const std::string& bytes,
+                                          std::string media_type) {
+  oci::Descriptor d;
+  d.media_type = std::move(media_type);
+  d.digest = oci::Digest::Of(bytes);
+  d.size = static_cast<int64_t>(bytes.size());
+  MC_ASSIGN_OR_RETURN(bool have, dest.Exists(d.digest));
+  if (have) return d;
+  oci::BlobHint hint;
+  hint.digest = d.digest;
+  hint.size = d.size;
+  hint.media_type = d.media_type;
+  hint.checked_absent = true;
+  MC_ASSIGN_OR_RETURN(auto w, dest.Begin(hint));
+  if (!w->done()) MC_RETURN_IF_ERROR(w->Write(oci::AsBytes(bytes)));
+  MC_RETURN_IF_ERROR(w->Commit(d.digest, bytes.size()));
+  return d;
+}
 
 oci::Result<std::vector<SignatureRecord>> SignImage(registry::RegistryDestination& dest,
                                                     const oci::RawManifest& image,

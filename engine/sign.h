@@ -38,6 +38,10 @@ oci::Result<std::vector<SignatureRecord>> SignImage(registry::RegistryDestinatio
                                                     const SigningKey& key,
                                                     const SignOptions& options = {});
 
+// Makes the small blob `bytes` present at `dest` (a config, a payload).
+oci::Result<oci::Descriptor> PutBlobBytes(oci::ImageDestination& dest, const std::string& bytes,
+                                          std::string media_type);
+
 // publish-metadata.json's image.signatures[] entries.
 nlohmann::json SignatureRecordsJson(const std::vector<SignatureRecord>& records);
 

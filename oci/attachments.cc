@@ -79,6 +79,36 @@ Result<SignatureImage> AppendSignature(const std::optional<Manifest>& existing,
   return out;
 }
 
+Result<std::optional<SignatureImage>> MergeSignatureImages(
+    const Manifest& dest, const std::optional<std::string>& dest_config, const Manifest& src) {
+  std::optional<SignatureImage> out;
+  std::optional<std::string> config = dest_config;
+  Manifest merged = dest;
+  for (const auto& layer : src.layers) {
+    bool have = false;
+    for (const auto& d : merged.layers) {
+      have = have || (d.digest == layer.digest && d.annotations == layer.annotations);
+    }
+    if (have) continue;
+    // AppendSignature adds the payload with its signature annotation; the
+    // other annotations of the layer (certificate, bundle) come along.
+    Descriptor payload = layer;
+    std::string sig;
+    if (auto a = payload.annotations.find(std::string(kSignatureAnnotation));
+        a != payload.annotations.end()) {
+      sig = a->second;
+      payload.annotations.erase(a);
+    }
+    MC_ASSIGN_OR_RETURN(SignatureImage next, AppendSignature(merged, config, payload, sig));
+    if (sig.empty())
+      next.manifest.layers.back().annotations.erase(std::string(kSignatureAnnotation));
+    merged = next.manifest;
+    config = next.config;
+    out = std::move(next);
+  }
+  return out;
+}
+
 std::optional<Descriptor> SubjectOf(std::string_view manifest_bytes) {
   json j = json::parse(manifest_bytes, nullptr, false);
   if (!j.is_object()) return std::nullopt;

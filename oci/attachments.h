@@ -66,6 +66,13 @@ Result<SignatureImage> AppendSignature(const std::optional<Manifest>& existing,
                                        const std::optional<std::string>& existing_config,
                                        const Descriptor& payload, const std::string& signature_b64);
 
+// A cosign tag (.sig, .att) the destination already holds with other content
+// (a mirror's own signatures): `dest` plus the layers of `src` it does not
+// have (same digest and annotations), config as AppendSignature keeps it;
+// nullopt when `dest` has every layer of `src` already.
+Result<std::optional<SignatureImage>> MergeSignatureImages(
+    const Manifest& dest, const std::optional<std::string>& dest_config, const Manifest& src);
+
 // The `subject` of a manifest or index (nullopt when it has none or is not JSON).
 std::optional<Descriptor> SubjectOf(std::string_view manifest_bytes);
 // What a referrers index lists for a manifest: its media type, digest, size,

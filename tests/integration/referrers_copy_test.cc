@@ -125,7 +125,13 @@ TEST(ReferrersCopyTest, MirrorsSignaturesAndFallbackReferrers) {
             "2026-01-01T00:00:00Z");
   EXPECT_EQ(listed["Attachments"][2]["subject"], a.sbom_digest);
 
-  // Copying again leaves the fallback tag alone.
+  // The mirror signs the image too; copying again keeps both signatures and
+  // leaves the fallback tag alone.
+  ASSERT_EQ(Sh(SigEngine() + " sign " + Quote("docker://" + dst_ref) +
+                   " --sign-by-sigstore-private-key " + Q(tmp / "other.pem"),
+               &out),
+            0)
+      << out;
   const std::string index_put = "/manifests/sha256-" + DigestHex(a.digest) + " ";
   int index_puts = dst.CountRequests("PUT", index_put);
   EXPECT_EQ(index_puts, 1);
@@ -135,6 +141,26 @@ TEST(ReferrersCopyTest, MirrorsSignaturesAndFallbackReferrers) {
       0)
       << out;
   EXPECT_EQ(dst.CountRequests("PUT", index_put), index_puts);
+  const std::string dst_sig = dst.host() + "/mirror/signed:sha256-" + DigestHex(a.digest) + ".sig";
+  EXPECT_EQ(json::parse(RawManifestAt(dst_sig))["layers"].size(), 2u);
+  EXPECT_TRUE(SignatureAccepted(tmp.path(), tmp / "pub.pem", dst_ref, identity, &why)) << why;
+  EXPECT_TRUE(SignatureAccepted(tmp.path(), tmp / "other_pub.pem", dst_ref, "", &why)) << why;
+  // A new signature at the source joins them on the next copy.
+  fs::create_directories(tmp / "third");
+  ASSERT_TRUE(MakeSigningKeys(tmp / "third"));
+  ASSERT_EQ(Sh(SigEngine() + " sign " + Quote("docker://" + src_ref) +
+                   " --sign-by-sigstore-private-key " + Q(tmp / "third/key.pem"),
+               &out),
+            0)
+      << out;
+  ASSERT_EQ(
+      Sh(SigEngine() + " copy " + Quote("docker://" + src_ref) + " " + Quote("docker://" + dst_ref),
+         &out),
+      0)
+      << out;
+  EXPECT_EQ(json::parse(RawManifestAt(dst_sig))["layers"].size(), 3u);
+  EXPECT_TRUE(SignatureAccepted(tmp.path(), tmp / "third/pub.pem", dst_ref, identity, &why)) << why;
+  EXPECT_TRUE(SignatureAccepted(tmp.path(), tmp / "other_pub.pem", dst_ref, "", &why)) << why;
 
   // --remove-signatures: the SBOM without signatures; --referrers=false: the image alone.
   std::string nosig = dst.host() + "/nosig/signed:v1";

@@ -45,6 +45,25 @@ TEST(AttachmentsTest, AppendSignatureKeepsExistingLayers) {
   EXPECT_EQ(cfg["history"].size(), 2u);
 }
 
+TEST(AttachmentsTest, MergeSignatureImagesAddsOnlyMissingLayers) {
+  Descriptor p1{std::string(kSimpleSigning), D('1'), 200, {}, {}, {}, {}};
+  Descriptor p2 = p1;
+  p2.digest = D('2');
+  auto mine = AppendSignature(std::nullopt, std::nullopt, p1, "bWluZQ==");
+  auto theirs = AppendSignature(std::nullopt, std::nullopt, p2, "dGhlaXJz");
+  ASSERT_TRUE(mine && theirs);
+  auto merged = MergeSignatureImages(mine->manifest, mine->config, theirs->manifest);
+  ASSERT_TRUE(merged);
+  ASSERT_TRUE(merged->has_value());
+  ASSERT_EQ((*merged)->manifest.layers.size(), 2u);
+  EXPECT_EQ((*merged)->manifest.layers[0], mine->manifest.layers[0]);
+  EXPECT_EQ((*merged)->manifest.layers[1], theirs->manifest.layers[0]);
+  EXPECT_EQ(json::parse((*merged)->config)["rootfs"]["diff_ids"].size(), 2u);
+  auto again = MergeSignatureImages((*merged)->manifest, (*merged)->config, theirs->manifest);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(again->has_value());
+}
+
 TEST(AttachmentsTest, SubjectAndReferrerDescriptor) {
   std::string bytes =
       R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
