@@ -65,8 +65,4 @@ oci::Result<std::unique_ptr<BufferStream>> OpenParallelRangeStream(oci::ImageSou
 std::unique_ptr<BufferStream> NewReaderStream(std::unique_ptr<oci::Reader> reader,
                                               size_t buffer_size, size_t reserve);
 
-// Buffers a writer keeps (max_retained_bytes) in units of `buffer_size`,
-// plus one for a partly filled one.
-size_t RetainedBuffers(uint64_t retained_bytes, size_t buffer_size);
-
 }  // namespace mc::engine

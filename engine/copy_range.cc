@@ -259,11 +259,6 @@ std::unique_ptr<BufferStream> NewReaderStream(std::unique_ptr<Reader> reader, si
   return std::make_unique<ReaderStream>(std::move(reader), buffer_size, reserve);
 }
 
-size_t RetainedBuffers(uint64_t retained_bytes, size_t buffer_size) {
-  if (retained_bytes == 0) return 0;
-  return static_cast<size_t>((retained_bytes + buffer_size - 1) / buffer_size) + 1;
-}
-
 Result<std::unique_ptr<Reader>> OpenParallelRangeReader(oci::ImageSource& src,
                                                         const Descriptor& desc, uint64_t chunk,
                                                         int streams, int retry_times) {

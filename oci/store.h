@@ -9,6 +9,7 @@
 // Commit. Sinks never rehash on the hot path.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -79,6 +80,8 @@ class BlobWriter : public Writer {
   // filling). A producer sizes its buffer pool with it: buffers the writer
   // keeps are not free for the producer, and a pool without room for them
   // would wait forever. 0: the writer keeps none (it copies or writes through).
+  // A writer keeps only buffers at least half full (it copies emptier ones);
+  // RetainedBufferCount turns this into a buffer count.
   virtual uint64_t max_retained_bytes() const { return 0; }
   // Bytes the destination already holds from an earlier, interrupted attempt.
   // The producer still writes the whole stream; the writer drops the prefix.
@@ -150,5 +153,14 @@ class ImageSource {
 // Reads `length` bytes of `r` (at most out's free space) into `out`. A stream
 // that ends early is kTransient; `out` keeps what arrived either way.
 Result<void> ReadFull(Reader& r, Buffer& out, uint64_t length);
+
+// Buffers of `buffer_size` bytes a writer may keep when it keeps at most
+// `retained_bytes` (BlobWriter::max_retained_bytes) in buffers at least half
+// full, with room for one oversized or partial buffer per chunk.
+inline size_t RetainedBufferCount(uint64_t retained_bytes, size_t buffer_size) {
+  if (retained_bytes == 0) return 0;
+  const uint64_t half = std::max<uint64_t>(buffer_size / 2, 1);
+  return static_cast<size_t>((retained_bytes + half - 1) / half) + 2;
+}
 
 }  // namespace mc::oci
