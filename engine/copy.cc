@@ -359,7 +359,8 @@ Result<std::unique_ptr<BufferStream>> Copier::OpenStream(const Descriptor& d, oc
                opts_.range_streams > 1;
   if (large) {
     auto r = OpenParallelRangeStream(src_, d, chunk, opts_.range_streams, opts_.retry_times,
-                                     oci::RetainedBufferCount(w.max_retained_bytes(), chunk));
+                                     oci::RetainedBufferCount(w.max_retained_bytes(), chunk),
+                                     opts_.range_fan_out_below);
     if (r) {
       *ranged = true;
       return r;

@@ -18,9 +18,9 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
-#include <new>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <vector>
 
 namespace mc::oci {

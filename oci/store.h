@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -138,13 +139,20 @@ class ImageSource {
   // a registry that answers 200 instead of 206): callers fall back to OpenBlob.
   virtual Result<std::unique_ptr<Reader>> OpenBlobRange(const Descriptor& desc, uint64_t offset,
                                                         uint64_t length);
-  // Appends bytes [offset, offset + length) of a blob to `out`, not verified
-  // (length ≤ out's free space). On failure `out` keeps the bytes that did
-  // arrive, so the caller resumes after them. kRangeNotSatisfiable as
-  // OpenBlobRange. The default reads OpenBlobRange's stream straight into the
-  // buffer; a source may fill it from its own receive buffer instead.
-  virtual Result<void> ReadBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length,
-                                     Buffer& out);
+  // Hands bytes [offset, offset + length) of a blob to `sink` in order as
+  // they arrive (each span valid during the call), not verified. An error
+  // from the sink stops the transfer and is returned; so is a transfer that
+  // breaks or ends early (kTransient) — the sink has counted what arrived,
+  // so the caller resumes after it. kRangeNotSatisfiable as OpenBlobRange.
+  // The default reads OpenBlobRange's stream through a per-thread buffer; a
+  // registry source hands libcurl's receive buffer to the sink (no copy).
+  using ByteSink = std::function<Result<void>(std::span<const std::byte>)>;
+  virtual Result<void> StreamBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length,
+                                       const ByteSink& sink);
+  // Appends bytes [offset, offset + length) of a blob to `out` (length ≤ its
+  // free space) through StreamBlobRange. On failure `out` keeps the bytes
+  // that did arrive, so the caller resumes after them.
+  Result<void> ReadBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length, Buffer& out);
   virtual std::string Describe() const = 0;
   // A small blob (config), read whole and verified against desc.
   Result<std::string> ReadBlob(const Descriptor& desc, size_t limit = 64 << 20);

@@ -328,9 +328,9 @@ oci::Result<std::unique_ptr<oci::Reader>> RegistrySource::OpenBlobRange(const oc
   return std::unique_ptr<oci::Reader>(new LimitReader(std::move(blob.body), length));
 }
 
-oci::Result<void> RegistrySource::ReadBlobRange(const oci::Descriptor& desc, uint64_t offset,
-                                                uint64_t length, oci::Buffer& out) {
-  return client_.ReadBlobRange(desc.digest, offset, length, out);
+oci::Result<void> RegistrySource::StreamBlobRange(const oci::Descriptor& desc, uint64_t offset,
+                                                  uint64_t length, const ByteSink& sink) {
+  return client_.StreamBlobRange(desc.digest, offset, length, sink);
 }
 
 // ------------------------------------------------------------ factories
