@@ -259,5 +259,120 @@ TEST(BuiltinBaseTest, InspectBusyboxReadsTheElfHeader) {
   EXPECT_FALSE(InspectBusybox(unknown, "x"));
 }
 
+TEST(ParseUserTest, AcceptsUidAndUidGidOnly) {
+  for (const char* good : {"1001", "0", "1000970000:0", "65534:65534", "4294967294"}) {
+    auto r = ParseUser(good);
+    ASSERT_TRUE(r) << good;
+    EXPECT_EQ(*r, good);
+  }
+  for (const char* bad : {"", ":", "1001:", ":0", "root", "1001:root", "-1", "1 001", "1001:0:0",
+                          "4294967295", "99999999999", "0x10", "+5"}) {
+    auto r = ParseUser(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, oci::ErrorCode::kInvalidInput);
+    EXPECT_NE(r.error().message.find("--user"), std::string::npos);
+    EXPECT_NE(r.error().message.find("UID:GID"), std::string::npos);
+  }
+}
+
+// A source holding one image whose config says `user` (nullopt: no User).
+class OneImageSource final : public oci::ImageSource {
+ public:
+  explicit OneImageSource(std::optional<std::string> user) {
+    json cfg = {{"architecture", "amd64"},
+                {"os", "linux"},
+                {"config", json::object()},
+                {"rootfs", {{"type", "layers"}, {"diff_ids", json::array()}}}};
+    if (user) cfg["config"]["User"] = *user;
+    config_ = cfg.dump();
+    oci::Manifest m;
+    m.config = {std::string(oci::media::kOciConfig), oci::Digest::Of(config_),
+                static_cast<int64_t>(config_.size())};
+    manifest_ = oci::RawManifest::FromBytes(oci::SerializeManifest(m),
+                                            std::string(oci::media::kOciManifest));
+  }
+  oci::Result<oci::RawManifest> GetManifest(const std::string&) override { return manifest_; }
+  oci::Result<std::unique_ptr<oci::Reader>> OpenBlob(const oci::Descriptor&) override {
+    return std::make_unique<oci::StringReader>(config_);
+  }
+  std::string Describe() const override { return "one-image"; }
+
+ private:
+  std::string config_;
+  oci::RawManifest manifest_;
+};
+
+struct Built {
+  json config;
+  json manifest;
+  std::vector<std::string> warnings;
+};
+
+Built BuildOn(oci::ImageSource* base, const std::string& user, const TempDir& tmp,
+              bool builtin = false) {
+  WriteFile(tmp / "model/config.json", "{}");
+  ModelInput in;
+  in.dir = (tmp / "model").string();
+  BuildOptions o;
+  o.base = base;
+  o.base_name = "test";
+  o.base_builtin = builtin;
+  o.user = user;
+  o.use_cache = false;
+  MemDestination dest;
+  auto r = BuildImage(in, o, dest);
+  EXPECT_TRUE(r) << r.error().message;
+  Built b;
+  if (!r) return b;
+  b.manifest = json::parse(r->manifest.bytes);
+  b.config = json::parse(dest.blobs.at(r->config.digest));
+  b.warnings = r->warnings;
+  return b;
+}
+
+bool Mentions(const std::vector<std::string>& ws, std::string_view what) {
+  for (const auto& w : ws)
+    if (w.find(what) != std::string::npos) return true;
+  return false;
+}
+
+TEST(BuildUserTest, BaseUserKeptDefaultWhenNoneUserFlagWins) {
+  TempDir tmp;
+  OneImageSource none(std::nullopt), named("nobody"), numeric("65534:65534"), root("0");
+  EXPECT_EQ(BuildOn(nullptr, "", tmp).config["config"]["User"], "1001");
+  EXPECT_EQ(BuildOn(&none, "", tmp).config["config"]["User"], "1001");
+  EXPECT_EQ(BuildOn(&numeric, "", tmp).config["config"]["User"], "65534:65534");
+  Built n = BuildOn(&named, "", tmp);
+  EXPECT_EQ(n.config["config"]["User"], "nobody");
+  EXPECT_TRUE(Mentions(n.warnings, "is not numeric")) << ::testing::PrintToString(n.warnings);
+  Built r = BuildOn(&root, "", tmp);
+  EXPECT_EQ(r.config["config"]["User"], "0");
+  EXPECT_TRUE(Mentions(r.warnings, "is root")) << ::testing::PrintToString(r.warnings);
+  Built over = BuildOn(&named, "1000970000:0", tmp);
+  EXPECT_EQ(over.config["config"]["User"], "1000970000:0");
+  EXPECT_FALSE(Mentions(over.warnings, "config.User"));
+}
+
+TEST(BuildUserTest, BuiltinBaseGivesPathDefaultUserAndNoBaseAnnotations) {
+  TempDir tmp;
+  NEED_BUSYBOX(tmp, busybox);
+  BuiltinBaseOptions bo;
+  bo.busybox = busybox->string();
+  bo.platform.architecture = HostArchitecture();
+  auto base = OpenBuiltinBase(bo);
+  ASSERT_TRUE(base) << base.error().message;
+  if (HostArchitecture() != "amd64") GTEST_SKIP() << "the build below is for linux/amd64";
+  Built b = BuildOn(base->get(), "", tmp, /*builtin=*/true);
+  EXPECT_EQ(b.config["config"]["User"], "1001");
+  EXPECT_EQ(b.config["config"]["Env"], json::array({std::string(kBuiltinPath)}));
+  ASSERT_EQ(b.manifest["layers"].size(), 2u);
+  EXPECT_EQ(b.config["rootfs"]["diff_ids"].size(), 2u);
+  EXPECT_EQ(b.config["history"].size(), 2u);
+  EXPECT_FALSE(b.manifest["annotations"].contains("org.opencontainers.image.base.name"));
+  EXPECT_FALSE(b.manifest["annotations"].contains("org.opencontainers.image.base.digest"));
+  // The built-in base satisfies the contract: no warning at all.
+  EXPECT_TRUE(b.warnings.empty()) << ::testing::PrintToString(b.warnings);
+}
+
 }  // namespace
 }  // namespace mc::engine
