@@ -7,6 +7,7 @@
 #include "cmd/cli.h"
 #include "cmd/sign_flags.h"
 #include "engine/build.h"
+#include "engine/builtin_base.h"
 #include "engine/hf_hub.h"
 #include "engine/image_ref.h"
 #include "engine/metadata_store.h"
@@ -21,7 +22,9 @@ namespace {
 struct BuildFlags {
   std::string source;
   std::string dest;
-  std::string base = "scratch";
+  std::string base = std::string(engine::kBuiltinBaseName);
+  std::string builtin_busybox;
+  std::string user;
   std::string prefix = "/models";
   std::string compression = "gzip";
   int compression_level = -1;
@@ -136,8 +139,33 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
   }
   MC_ASSIGN_OR_RETURN(auto sign_key, LoadSignKey(f.sign));
 
+  if (!f.user.empty()) {
+    MC_ASSIGN_OR_RETURN(o.user, engine::ParseUser(f.user));
+  }
+  if (!f.builtin_busybox.empty() && f.base != engine::kBuiltinBaseName) {
+    return oci::Fail(
+        oci::ErrorCode::kInvalidInput,
+        "--builtin-busybox is for the built-in base; drop it or drop --base " + f.base);
+  }
+
   engine::OpenedSource base;
-  if (f.base != "scratch" && !f.base.empty()) {
+  if (f.base == engine::kBuiltinBaseName) {
+    if (o.all_platforms) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "--platform all needs a multi-platform --base image (the built-in base "
+                       "has the build machine's busybox only)");
+    }
+    engine::BuiltinBaseOptions bo;
+    bo.busybox = f.builtin_busybox;
+    bo.platform = o.platform;
+    bo.compression = o.compression;
+    bo.compression_level = o.compression_level;
+    bo.mtime = o.mtime;
+    MC_ASSIGN_OR_RETURN(base.source, engine::OpenBuiltinBase(bo));
+    o.base = base.source.get();
+    o.base_name = "builtin";
+    o.base_builtin = true;
+  } else if (f.base != "scratch") {
     MC_ASSIGN_OR_RETURN(engine::ImageLocation base_loc, engine::ParseImageLocation(f.base));
     auto opened = engine::OpenSource(base_loc, Remote(f.registry, "base", ctx.global.verbose));
     if (!opened) return std::unexpected(opened.error().Wrap("opening base image " + f.base));
@@ -145,6 +173,8 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
     o.base = base.source.get();
     o.base_ref = base.tag_or_digest;
     o.base_name = base.canonical;
+    // Only a registry reference means the same thing on another machine.
+    if (base_loc.kind == engine::ImageLocation::Kind::kDocker) o.base_annotation = base.canonical;
   } else if (o.all_platforms) {
     return oci::Fail(oci::ErrorCode::kInvalidInput,
                      "--platform all needs a multi-platform --base image");
@@ -222,8 +252,16 @@ void SetupBuild(CLI::App& app, Context& ctx) {
   cmd->add_option("SOURCE", flags->source, "model directory (or hf://ORG/NAME[@REVISION])")
       ->required();
   cmd->add_option("DEST", flags->dest, "oci:DIR[:TAG] or docker://HOST/REPO[:TAG]")->required();
-  cmd->add_option("--base", flags->base, "base image: scratch, oci:DIR[:TAG] or docker://REF")
-      ->default_str("scratch");
+  cmd->add_option("--base", flags->base,
+                  "base image: builtin (a static busybox with sh, ln, sleep, ls, mkdir, as "
+                  "KServe's modelcar sidecar needs), scratch (none), oci:DIR[:TAG] or "
+                  "docker://REF")
+      ->default_str(std::string(engine::kBuiltinBaseName));
+  cmd->add_option("--builtin-busybox", flags->builtin_busybox,
+                  "the static busybox the built-in base is made from (default: /bin/busybox, "
+                  "/usr/bin/busybox or /usr/sbin/busybox)");
+  cmd->add_option("--user", flags->user,
+                  "config.User, UID[:GID] (default: the base's User, else 1001)");
   cmd->add_option("--prefix", flags->prefix, "where the model lands in the image")
       ->default_str("/models");
   cmd->add_option("--compression", flags->compression, "gzip, zstd or none")->default_str("gzip");

@@ -18,6 +18,7 @@
 #include <set>
 
 #include "engine/build_cache.h"
+#include "engine/builtin_base.h"
 #include "engine/cancel.h"
 #include "engine/copy.h"
 #include "engine/download.h"
@@ -111,8 +112,9 @@ Result<std::vector<BaseImage>> LoadBase(const BuildOptions& o) {
   return out;
 }
 
-// The KServe sidecar runs `sh -c 'ln -sf … && sleep infinity'` and the init
-// container `ls`: the base must provide them. We list the base layers' names
+// The KServe sidecar runs `sh -c 'mkdir -p … && ln -sf … && sleep infinity'`
+// (mkdir for a model path other than the default) and the init container
+// `ls`: the base must provide them. We list the base layers' names
 // (bases are small: a few MiB for ubi-micro or busybox) and report what is
 // missing; a base over 512 MiB is not read, only trusted.
 std::optional<std::string> MissingBaseTools(oci::ImageSource& src, const BaseImage& base) {
@@ -140,11 +142,22 @@ std::optional<std::string> MissingBaseTools(oci::ImageSource& src, const BaseIma
     return false;
   };
   std::string missing;
-  for (const char* tool : {"sh", "ln", "sleep", "ls"}) {
+  for (const char* tool : {"sh", "ln", "sleep", "ls", "mkdir"}) {
     if (!has(tool)) missing += std::string(missing.empty() ? "" : ", ") + tool;
   }
   if (missing.empty()) return std::nullopt;
   return missing;
+}
+
+// config.User of the image built on `base`: --user, else the base's, else the default.
+std::string ImageUser(const BaseImage& base, const BuildOptions& o) {
+  if (!o.user.empty()) return o.user;
+  auto c = base.config.find("config");
+  if (c != base.config.end() && c->is_object()) {
+    auto u = c->find("User");
+    if (u != c->end() && u->is_string() && !u->get<std::string>().empty()) return *u;
+  }
+  return std::string(kDefaultUser);
 }
 
 // KServe modelcar contract (design.md, protocols.md 4.2).
@@ -158,8 +171,9 @@ std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries
         "the model has no files: KServe's modelcar init container fails on an empty " + o.prefix);
   if (!o.base) {
     warnings.push_back(
-        "the base is scratch: KServe's modelcar sidecar needs sh, ln, sleep and ls; "
-        "use --base with a small image that has a shell (e.g. ubi-micro or busybox)");
+        "the base is scratch: KServe's modelcar sidecar (oci://) needs sh, ln, sleep, ls and "
+        "mkdir; leave --base out for the built-in base, or use a small image that has a shell "
+        "(e.g. --base docker://registry.access.redhat.com/ubi9/ubi-micro)");
   }
   for (const auto& b : bases) {
     const json& c = b.config.contains("config") ? b.config["config"] : json::object();
@@ -176,15 +190,51 @@ std::vector<std::string> CheckContract(const std::vector<oci::TarEntry>& entries
         warnings.push_back("the base image " + o.base_name + " (" + b.platform.String() +
                            ") lacks " + *missing +
                            ": KServe's modelcar containers run "
-                           "sh, ln, sleep and ls; use a base that has them");
+                           "sh, ln, sleep, ls and mkdir; use a base that has them");
         break;
       }
+    }
+  }
+  for (const auto& b : bases) {
+    std::string user = ImageUser(b, o);
+    std::string uid = user.substr(0, user.find(':'));
+    bool numeric = !uid.empty() && uid.find_first_not_of("0123456789") == std::string::npos;
+    if (!numeric) {
+      warnings.push_back("config.User \"" + user +
+                         "\" (the base's) is not numeric: Kubernetes' runAsNonRoot cannot "
+                         "verify it; give a numeric --user UID[:GID]");
+      break;
+    }
+    if (uid.find_first_not_of('0') == std::string::npos) {
+      warnings.push_back("config.User \"" + user +
+                         "\" is root: Kubernetes' runAsNonRoot refuses to start it; give a "
+                         "non-root --user UID[:GID]");
+      break;
     }
   }
   if (o.prefix != "/models" && o.prefix != "/models/") {
     warnings.push_back("--prefix " + o.prefix + ": KServe modelcars expect the model in /models");
   }
   return warnings;
+}
+
+// KServe's oci+fetch:// storage initializer unpacks gzip and uncompressed tar
+// layers only. Not part of the contract (--strict): the image still works with
+// oci:// and oci+native://.
+std::optional<std::string> FetchModeWarning(const std::vector<BaseImage>& bases,
+                                            const BuildOptions& o) {
+  const std::string why =
+      ": KServe's oci+fetch:// mode cannot read zstd layers (oci:// and oci+native:// can); "
+      "use --compression gzip or none for an image that works in all three modes";
+  if (o.compression == oci::Compression::kZstd) return "--compression zstd" + why;
+  for (const auto& b : bases) {
+    for (const auto& l : b.layers) {
+      if (l.media_type.ends_with("+zstd") && !o.base_builtin) {
+        return "the base image " + o.base_name + " has zstd-compressed layers" + why;
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 // Registry uploads survive the process: after every acknowledged chunk the
@@ -307,7 +357,7 @@ json MakeConfig(const BaseImage& base, const std::vector<BuiltLayer>& layers, co
     if (!c.contains("Labels") || !c["Labels"].is_object()) c["Labels"] = json::object();
     for (const auto& [k, v] : o.labels) c["Labels"][k] = v;
   }
-  if (!o.user.empty()) c["User"] = o.user;
+  c["User"] = ImageUser(base, o);
   if (!cfg.contains("history") || !cfg["history"].is_array()) cfg["history"] = json::array();
   for (size_t i = 0; i < layers.size(); ++i) {
     std::string by = "mc-engine build --prefix " + o.prefix;
@@ -353,6 +403,24 @@ Result<void> SkipDownloadState(std::vector<oci::TarEntry>& entries, const std::s
 
 }  // namespace
 
+Result<std::string> ParseUser(std::string_view value) {
+  auto bad = [&] {
+    return oci::Fail(ErrorCode::kInvalidInput,
+                     "--user \"" + std::string(value) +
+                         "\" is not UID or UID:GID (decimal numbers up to 4294967294, e.g. "
+                         "--user 1001 or --user 1001:0)");
+  };
+  auto id = [](std::string_view s) {
+    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string_view::npos)
+      return false;
+    return std::stoull(std::string(s)) <= 4294967294ull;
+  };
+  size_t colon = value.find(':');
+  if (!id(value.substr(0, colon))) return bad();
+  if (colon != std::string_view::npos && !id(value.substr(colon + 1))) return bad();
+  return std::string(value);
+}
+
 std::string Rfc3339(int64_t unix_seconds) {
   std::time_t t = static_cast<std::time_t>(unix_seconds);
   std::tm tm{};
@@ -384,6 +452,7 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
     return oci::Fail(ErrorCode::kInvalidInput,
                      "modelcar contract (--strict): " + result.warnings.front());
   }
+  if (auto w = FetchModeWarning(bases, o)) result.warnings.push_back(*w);
   for (const auto& w : result.warnings) registry::Log()->warn("{}", w);
 
   // Base layers first (cheap when present or mountable), then the model.
@@ -439,11 +508,10 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
     if (in.source.starts_with("hf://"))
       m.annotations["org.opencontainers.image.source"] = in.source;
     if (!in.revision.empty()) m.annotations["org.opencontainers.image.revision"] = in.revision;
-    if (o.base) {
-      m.annotations["org.opencontainers.image.base.name"] = o.base_name;
-      if (b.manifest_digest)
-        m.annotations["org.opencontainers.image.base.digest"] = b.manifest_digest->String();
-    }
+    if (!o.base_annotation.empty())
+      m.annotations["org.opencontainers.image.base.name"] = o.base_annotation;
+    if (o.base && !o.base_builtin && b.manifest_digest)
+      m.annotations["org.opencontainers.image.base.digest"] = b.manifest_digest->String();
     for (const auto& [k, v] : o.annotations) m.annotations[k] = v;
     manifests.push_back(oci::RawManifest::FromBytes(oci::SerializeManifest(m),
                                                     std::string(oci::media::kOciManifest)));

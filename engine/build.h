@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/progress.h"
@@ -58,13 +59,22 @@ struct BuildOptions {
   // --platform all: one manifest per platform of a multi-arch base, all sharing
   // the model layers, pushed as an index.
   bool all_platforms = false;
-  bool strict = false;        // modelcar contract violations are errors, not warnings
-  std::string user = "1001";  // config.User: numeric, non-root
+  bool strict = false;  // modelcar contract violations are errors, not warnings
+  // config.User: --user (ParseUser's result); "" = the base's User, or
+  // kDefaultUser (builtin_base.h) when the base sets none.
+  std::string user;
   // Base image: nullptr = scratch. The source to read the base from, and the
   // tag or digest within it.
   oci::ImageSource* base = nullptr;
   std::string base_ref;   // tag or digest in `base`; "" = its default
-  std::string base_name;  // for org.opencontainers.image.base.name
+  std::string base_name;  // for messages ("docker.io/library/busybox:1", "oci:DIR:TAG")
+  // org.opencontainers.image.base.name: the registry reference of a docker://
+  // base; "" for local and built-in bases (a local path would make the image
+  // digest depend on where the base sits).
+  std::string base_annotation;
+  // The base is the built-in one (builtin_base.h): no base.digest annotation
+  // (its manifest is stored nowhere) and messages name it so.
+  bool base_builtin = false;
   // Repository on the destination's registry to mount base blobs from (same host only).
   std::optional<std::string> base_mount_from;
   // State file directory for re-runs ("" = beside the model dir); use_cache off = always build.
@@ -93,6 +103,11 @@ struct BuildResult {
   std::vector<std::string> warnings;  // modelcar contract warnings
   bool from_cache = false;            // layers reused without reading the model
 };
+
+// Checks a --user value: "UID" or "UID:GID", decimal, each at most
+// 4294967294 (the largest Linux id but -1). Returns it as config.User takes it;
+// kInvalidInput (one line naming --user and the form) otherwise.
+oci::Result<std::string> ParseUser(std::string_view value);
 
 // RFC 3339 UTC time of a Unix timestamp ("1970-01-01T00:00:00Z").
 std::string Rfc3339(int64_t unix_seconds);

@@ -359,7 +359,8 @@ Result<std::unique_ptr<BufferStream>> Copier::OpenStream(const Descriptor& d, oc
                opts_.range_streams > 1;
   if (large) {
     auto r = OpenParallelRangeStream(src_, d, chunk, opts_.range_streams, opts_.retry_times,
-                                     RetainedBuffers(w.max_retained_bytes(), chunk));
+                                     oci::RetainedBufferCount(w.max_retained_bytes(), chunk),
+                                     opts_.range_fan_out_below);
     if (r) {
       *ranged = true;
       return r;
@@ -375,7 +376,7 @@ Result<std::unique_ptr<BufferStream>> Copier::OpenStream(const Descriptor& d, oc
   MC_ASSIGN_OR_RETURN(auto raw, src_.OpenBlob(d));
   return NewReaderStream(
       std::make_unique<ResumingReader>(src_, d, opts_.retry_times, std::move(raw)), size,
-      RetainedBuffers(w.max_retained_bytes(), size));
+      oci::RetainedBufferCount(w.max_retained_bytes(), size));
 }
 
 // The consumer: takes the blob's buffers in order, hashes and counts them,

@@ -48,6 +48,10 @@ struct CopyOptions {
   uint64_t range_threshold = 64ull << 20;
   uint64_t range_chunk = 8ull << 20;
   int range_streams = 4;
+  // Bytes/s below which one stream is too slow and the others join (0: all
+  // streams from the start). 256 MiB/s: what a near registry gives one
+  // connection; a far one (latency-capped TCP window) gives far less.
+  uint64_t range_fan_out_below = 256ull << 20;
   int max_ranged_blobs = 2;
 };
 

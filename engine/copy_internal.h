@@ -45,6 +45,8 @@ class BufferStream {
   virtual oci::Result<std::optional<oci::Buffer>> Next() = 0;
   // The pool behind the stream (for tests and statistics).
   virtual const oci::BufferPool& pool() const = 0;
+  // Connections reading at once, at most (1 for a sequential stream).
+  virtual int streams() const { return 1; }
 };
 
 // The whole blob `desc` as parallel ranged reads of `chunk` bytes by
@@ -55,18 +57,22 @@ class BufferStream {
 // (BlobWriter::max_retained_bytes). A broken range read resumes from the
 // byte where it broke (up to `retry_times` times per chunk).
 // kRangeNotSatisfiable when `src` cannot serve ranges. desc.size must be known.
+//
+// `fan_out_below` (bytes/s; 0: fan out at once): one worker reads chunk after
+// chunk first, and the others join only when it reads slower than this (its
+// rate measured over the chunks after the first). Several connections beat
+// a single one whose TCP window is capped by latency, but a near registry
+// serves one stream as fast and pays CPU for every extra one (a tmpfs
+// distribution used twice the CPU for four ranged streams as for one).
 oci::Result<std::unique_ptr<BufferStream>> OpenParallelRangeStream(oci::ImageSource& src,
                                                                    const oci::Descriptor& desc,
                                                                    uint64_t chunk, int streams,
-                                                                   int retry_times, size_t reserve);
+                                                                   int retry_times, size_t reserve,
+                                                                   uint64_t fan_out_below = 0);
 
 // `reader` cut into pooled buffers of `buffer_size` bytes (each filled
 // whole but the last); the pool has 1 + `reserve` buffers.
 std::unique_ptr<BufferStream> NewReaderStream(std::unique_ptr<oci::Reader> reader,
                                               size_t buffer_size, size_t reserve);
-
-// Buffers a writer keeps (max_retained_bytes) in units of `buffer_size`,
-// plus one for a partly filled one.
-size_t RetainedBuffers(uint64_t retained_bytes, size_t buffer_size);
 
 }  // namespace mc::engine

@@ -22,6 +22,8 @@
 // verified by the consumer, so a resumed read cannot silently change the blob.
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "engine/cancel.h"
@@ -45,7 +47,7 @@ class ParallelRangeStream final : public BufferStream {
  public:
   ParallelRangeStream(oci::ImageSource& src, Descriptor desc, uint64_t chunk, int streams,
                       int retry_times, size_t reserve, uint64_t first_index,
-                      std::unique_ptr<Reader> first)
+                      std::unique_ptr<Reader> first, uint64_t fan_out_below)
       : src_(src),
         desc_(std::move(desc)),
         chunk_(chunk),
@@ -53,15 +55,22 @@ class ParallelRangeStream final : public BufferStream {
         retry_times_(retry_times),
         first_index_(first_index),
         first_(std::move(first)),
+        fan_out_below_(fan_out_below),
         pool_(static_cast<size_t>(chunk), static_cast<size_t>(streams) + 1 + reserve),
         window_(static_cast<size_t>(streams), chunks_, &CancelFlag()),
         executor_(static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(streams), chunks_))) {
-    for (int i = 0; i < executor_.threads(); ++i) executor_.Post([this] { Work(); });
+    width_ = fan_out_below_ == 0 ? executor_.threads() : 1;
+    for (int i = 0; i < executor_.threads(); ++i) executor_.Post([this, i] { Work(i); });
   }
 
   ~ParallelRangeStream() override {
     // Stops the workers: those waiting for a slot or a buffer wake at once,
-    // one inside a read stops at its next check.
+    // one inside a read stops at its next check, those never let in leave.
+    {
+      std::lock_guard lock(width_mu_);
+      stopping_ = true;
+    }
+    width_cv_.notify_all();
     window_.Cancel();
     pool_.Shutdown();
     executor_.Join();
@@ -69,18 +78,126 @@ class ParallelRangeStream final : public BufferStream {
 
   Result<std::optional<Buffer>> Next() override { return window_.Take(); }
   const oci::BufferPool& pool() const override { return pool_; }
+  int streams() const override {
+    std::lock_guard lock(width_mu_);
+    return width_;
+  }
 
  private:
-  void Work() {
+  void Work(int id) {
+    if (id > 0) {  // joins when the first worker alone is too slow
+      std::unique_lock lock(width_mu_);
+      width_cv_.wait(lock, [&] { return width_ > id || stopping_; });
+      if (width_ <= id) return;
+    }
+    if (id == 0 && fan_out_below_ > 0 && !Sequential()) return;
     for (;;) {
       auto claim = window_.Claim();
       if (!claim || !*claim) return;
       const uint64_t i = **claim;
       auto buf = pool_.Acquire();
       if (!buf) return window_.Fail(buf.error());
+      const auto start = std::chrono::steady_clock::now();
       if (auto r = Fetch(i, *buf); !r) return window_.Fail(r.error());
+      // The probe's chunk was requested before the others: its time is short.
+      Measure(buf->size(), std::chrono::steady_clock::now() - start, i == first_index_);
       window_.Put(i, std::move(*buf));
     }
+  }
+
+  uint64_t ChunkLength(uint64_t i) const {
+    return std::min<uint64_t>(chunk_, static_cast<uint64_t>(desc_.size) - i * chunk_);
+  }
+
+  // The first worker alone, while one stream is fast enough: one ranged GET
+  // for the whole blob, its body cut into the window's chunks as it arrives
+  // (one request instead of one per chunk: a registry serves that for half
+  // the CPU). Returns true when the chunk loop should go on: the others were
+  // let in, or the stream broke (the chunk it was filling is finished with
+  // ranged reads, which resume where it broke); false when the blob is read
+  // or the window failed.
+  bool Sequential() {
+    first_.reset();  // the probe proved Range support; its response is not needed
+    auto claim = window_.Claim();
+    if (!claim || !*claim) return false;
+    uint64_t i = **claim;
+    auto acquired = pool_.Acquire();
+    if (!acquired) {
+      window_.Fail(acquired.error());
+      return false;
+    }
+    Buffer cur = std::move(*acquired);
+    const uint64_t size = static_cast<uint64_t>(desc_.size);
+    const uint64_t start = i * chunk_;
+    bool fan_out = false, done = false;
+    auto mark = std::chrono::steady_clock::now();
+    auto sink = [&](std::span<const std::byte> data) -> Result<void> {
+      while (!data.empty()) {
+        MC_RETURN_IF_ERROR(CheckCancelled());
+        if (window_.failed()) return oci::Fail(ErrorCode::kCancelled, "stopped");
+        const uint64_t len = ChunkLength(i);
+        data = data.subspan(cur.Append(
+            data.first(static_cast<size_t>(std::min<uint64_t>(data.size(), len - cur.size())))));
+        if (cur.size() < len) continue;
+        // Network time only: waiting for a window slot or a buffer is not.
+        Measure(cur.size(), std::chrono::steady_clock::now() - mark, false);
+        window_.Put(i, std::move(cur));
+        if (i + 1 == chunks_) {
+          done = true;
+          return {};
+        }
+        if (streams() > 1) {
+          fan_out = true;
+          return oci::Fail(ErrorCode::kCancelled, "fanning out");
+        }
+        auto next = window_.Claim();
+        if (!next) return std::unexpected(next.error());
+        if (!*next) return oci::Fail(ErrorCode::kInternal, "the window ended early");
+        i = **next;
+        MC_ASSIGN_OR_RETURN(cur, pool_.Acquire());
+        mark = std::chrono::steady_clock::now();
+      }
+      return {};
+    };
+    auto r = src_.StreamBlobRange(desc_, start, size - start, sink);
+    if (done || fan_out) return !done;
+    if (window_.failed()) return false;
+    if (r) {  // the stream ended early: finish the chunk with ranged reads
+      r = oci::Fail(ErrorCode::kTransient, "the blob stream ended early");
+    }
+    if (!IsRetryable(r.error()) || !cur) {
+      window_.Fail(r.error());
+      return false;
+    }
+    registry::Log()->info("blob {}: stream broke at byte {} ({}), continuing with ranged reads",
+                          desc_.digest.Short(), i * chunk_ + cur.size(), r.error().message);
+    if (auto f = Fetch(i, cur); !f) {
+      window_.Fail(f.error());
+      return false;
+    }
+    window_.Put(i, std::move(cur));
+    return true;
+  }
+
+  // The single worker's rate, from its second chunk on (the first pays for
+  // the connection and TCP slow start): below fan_out_below_, every worker
+  // joins, for the rest of the blob.
+  void Measure(uint64_t bytes, std::chrono::steady_clock::duration took, bool skewed) {
+    std::lock_guard lock(width_mu_);
+    if (width_ > 1 || fan_out_below_ == 0 || skewed || ++seen_chunks_ == 1) return;
+    measured_bytes_ += bytes;
+    measured_time_ += took;
+    if (++measured_chunks_ < 2) return;
+    const double seconds = std::chrono::duration<double>(measured_time_).count();
+    if (static_cast<double>(measured_bytes_) >=
+        static_cast<double>(fan_out_below_) * std::max(seconds, 1e-9)) {
+      return;  // fast enough alone
+    }
+    width_ = executor_.threads();
+    registry::Log()->debug("blob {}: one stream reads {:.0f} MB/s; reading with {}",
+                           desc_.digest.Short(),
+                           static_cast<double>(measured_bytes_) / seconds / 1e6, width_);
+    width_cv_.notify_all();
   }
 
   Result<void> Fetch(uint64_t i, Buffer& buf) {
@@ -117,6 +234,15 @@ class ParallelRangeStream final : public BufferStream {
   const int retry_times_;
   const uint64_t first_index_;
   std::unique_ptr<Reader> first_;  // the probe's reader, for chunk first_index_
+  const uint64_t fan_out_below_;
+  mutable std::mutex width_mu_;
+  std::condition_variable width_cv_;
+  int width_ = 1;          // workers let in; guarded by width_mu_
+  bool stopping_ = false;  // guarded by width_mu_
+  uint64_t measured_bytes_ = 0;
+  std::chrono::steady_clock::duration measured_time_{};
+  int measured_chunks_ = 0;
+  int seen_chunks_ = 0;  // chunks the single worker finished
   oci::BufferPool pool_;
   oci::OrderedWindow<Buffer> window_;
   Executor executor_;  // last: its tasks use everything above
@@ -239,7 +365,8 @@ Result<size_t> ResumingReader::Read(std::span<std::byte> out) {
 Result<std::unique_ptr<BufferStream>> OpenParallelRangeStream(oci::ImageSource& src,
                                                               const Descriptor& desc,
                                                               uint64_t chunk, int streams,
-                                                              int retry_times, size_t reserve) {
+                                                              int retry_times, size_t reserve,
+                                                              uint64_t fan_out_below) {
   if (desc.size <= 0 || chunk == 0 || streams < 1) {
     return oci::Fail(ErrorCode::kInternal, "parallel range read needs a known size and a chunk");
   }
@@ -251,17 +378,12 @@ Result<std::unique_ptr<BufferStream>> OpenParallelRangeStream(oci::ImageSource& 
   uint64_t len = std::min<uint64_t>(chunk, size - index * chunk);
   MC_ASSIGN_OR_RETURN(auto first, src.OpenBlobRange(desc, index * chunk, len));
   return std::unique_ptr<BufferStream>(new ParallelRangeStream(
-      src, desc, chunk, streams, retry_times, reserve, index, std::move(first)));
+      src, desc, chunk, streams, retry_times, reserve, index, std::move(first), fan_out_below));
 }
 
 std::unique_ptr<BufferStream> NewReaderStream(std::unique_ptr<Reader> reader, size_t buffer_size,
                                               size_t reserve) {
   return std::make_unique<ReaderStream>(std::move(reader), buffer_size, reserve);
-}
-
-size_t RetainedBuffers(uint64_t retained_bytes, size_t buffer_size) {
-  if (retained_bytes == 0) return 0;
-  return static_cast<size_t>((retained_bytes + buffer_size - 1) / buffer_size) + 1;
 }
 
 Result<std::unique_ptr<Reader>> OpenParallelRangeReader(oci::ImageSource& src,

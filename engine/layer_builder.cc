@@ -47,14 +47,6 @@ struct Compressed {
   oci::ShardOutput shard;  // framing record; shard.data unused
 };
 
-// Buffers a sink keeping `bytes` may hold when every buffer handed to it is
-// at least half full, except that a nearly empty one may precede each of them.
-size_t SinkBuffers(uint64_t bytes, size_t buffer_size) {
-  if (bytes == 0) return 0;
-  const uint64_t half = std::max<size_t>(buffer_size / 2, 1);
-  return 2 * static_cast<size_t>((bytes + half - 1) / half + 1);
-}
-
 // Compresses shards on an executor and writes them, in order, to the sink.
 // Submit is called from one thread (the tar thread).
 class ShardPipeline {
@@ -65,7 +57,8 @@ class ShardPipeline {
         framer_(codec.NewFramer()),
         passthrough_(codec.kind() == oci::Compression::kNone),
         window_(static_cast<size_t>(2 * std::max(jobs, 1)), std::nullopt, &CancelFlag()),
-        sink_buffers_(SinkBuffers(out.max_retained_bytes(), codec.MaxOutputSize(oci::kShardSize))),
+        sink_buffers_(oci::RetainedBufferCount(out.max_retained_bytes(),
+                                               codec.MaxOutputSize(oci::kShardSize))),
         // Raw: one per window slot, the one the tar thread fills; without
         // compression raw buffers also go to the writer task and the sink.
         raw_pool_(oci::kShardSize, window_.capacity() + 1 + (passthrough_ ? 1 + sink_buffers_ : 0)),

@@ -3,25 +3,53 @@
 // The pool keeps its free list and its storage in a PoolCore shared by the
 // pool and by every Buffer it handed out: a Buffer released after the pool
 // object was destroyed still finds a live free list, and the storage is freed
-// when the last of them goes. Storage comes from `new std::byte[n]`, which
-// leaves the bytes uninitialised (no memset); with glibc's mmap threshold the
+// when the last of them goes. Storage is left uninitialised (no memset); the
 // kernel still clears each page once, on first touch, and never again while
-// the pool lives.
+// the pool lives. Buffers of a megabyte or more are aligned to 2 MiB and
+// marked MADV_HUGEPAGE: on a kernel whose transparent huge pages are in
+// `madvise` mode (Debian's default) an 8 MiB buffer then faults in with 4
+// faults instead of 2048 — perf of `copy` showed page-fault entry as ~10% of
+// its cycles with 4 KiB pages (more under a hypervisor). Elsewhere the advice
+// is ignored and nothing changes.
 #include "oci/buffer.h"
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <vector>
 
 namespace mc::oci {
 namespace detail {
 
+constexpr size_t kHugePage = 2 << 20;
+
+// Storage for one pooled buffer (see the top of this file).
+std::byte* AllocateStorage(size_t size) {
+  if (size < (1 << 20)) return new std::byte[size];
+  const size_t rounded = (size + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = nullptr;
+  if (::posix_memalign(&p, kHugePage, rounded) != 0) throw std::bad_alloc();
+  (void)::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure changes nothing
+  return static_cast<std::byte*>(p);
+}
+
+void FreeStorage(std::byte* p, size_t size) {
+  if (size < (1 << 20)) {
+    delete[] p;
+  } else {
+    std::free(p);
+  }
+}
+
 struct PoolCore {
   PoolCore(size_t size, size_t count) : buffer_size(size), count(count) {}
   ~PoolCore() {
-    for (std::byte* p : storage) delete[] p;
+    for (std::byte* p : storage) FreeStorage(p, buffer_size);
   }
 
   const size_t buffer_size;
@@ -41,7 +69,7 @@ struct PoolCore {
       p = free.back();
       free.pop_back();
     } else if (storage.size() < count) {
-      p = new std::byte[buffer_size];
+      p = AllocateStorage(buffer_size);
       storage.push_back(p);
     } else {
       return nullptr;
@@ -63,7 +91,7 @@ struct PoolCore {
 }  // namespace detail
 
 Buffer Buffer::Heap(size_t capacity) {
-  return Buffer(nullptr, new std::byte[std::max<size_t>(capacity, 1)], capacity);
+  return Buffer(nullptr, detail::AllocateStorage(std::max<size_t>(capacity, 1)), capacity);
 }
 
 Buffer::~Buffer() { Release(); }
@@ -98,7 +126,7 @@ void Buffer::Release() {
     pool_->Give(data_);
     pool_.reset();
   } else {
-    delete[] data_;
+    detail::FreeStorage(data_, std::max<size_t>(capacity_, 1));
   }
   data_ = nullptr;
   size_ = capacity_ = 0;

@@ -21,6 +21,27 @@ Result<std::unique_ptr<Reader>> ImageSource::OpenBlobRange(const Descriptor& des
               Describe() + " cannot serve byte ranges of blob " + desc.digest.Short());
 }
 
+Result<void> ImageSource::StreamBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length,
+                                          const ByteSink& sink) {
+  MC_ASSIGN_OR_RETURN(auto r, OpenBlobRange(desc, offset, length));
+  // One buffer per thread, never zero-filled (a copy reads many ranges).
+  constexpr size_t kSize = 1 << 20;
+  thread_local std::unique_ptr<std::byte[]> storage(new std::byte[kSize]);
+  uint64_t got = 0;
+  while (got < length) {
+    auto room = std::span<std::byte>(storage.get(),
+                                     static_cast<size_t>(std::min<uint64_t>(kSize, length - got)));
+    MC_ASSIGN_OR_RETURN(size_t n, r->Read(room));
+    if (n == 0) {
+      return Fail(ErrorCode::kTransient, "the stream ended after " + std::to_string(got) + " of " +
+                                             std::to_string(length) + " bytes");
+    }
+    MC_RETURN_IF_ERROR(sink(room.first(n)));
+    got += n;
+  }
+  return {};
+}
+
 Result<void> ImageSource::ReadBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length,
                                         Buffer& out) {
   if (length > out.free_space().size()) {
@@ -28,8 +49,11 @@ Result<void> ImageSource::ReadBlobRange(const Descriptor& desc, uint64_t offset,
                                           " bytes does not fit a buffer with " +
                                           std::to_string(out.free_space().size()) + " free");
   }
-  MC_ASSIGN_OR_RETURN(auto r, OpenBlobRange(desc, offset, length));
-  return ReadFull(*r, out, length);
+  if (length == 0) return {};
+  return StreamBlobRange(desc, offset, length, [&](std::span<const std::byte> data) {
+    out.Append(data);
+    return Result<void>{};
+  });
 }
 
 Result<void> ReadFull(Reader& r, Buffer& out, uint64_t length) {

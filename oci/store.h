@@ -9,7 +9,9 @@
 // Commit. Sinks never rehash on the hot path.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -79,6 +81,8 @@ class BlobWriter : public Writer {
   // filling). A producer sizes its buffer pool with it: buffers the writer
   // keeps are not free for the producer, and a pool without room for them
   // would wait forever. 0: the writer keeps none (it copies or writes through).
+  // A writer keeps only buffers at least half full (it copies emptier ones);
+  // RetainedBufferCount turns this into a buffer count.
   virtual uint64_t max_retained_bytes() const { return 0; }
   // Bytes the destination already holds from an earlier, interrupted attempt.
   // The producer still writes the whole stream; the writer drops the prefix.
@@ -135,13 +139,20 @@ class ImageSource {
   // a registry that answers 200 instead of 206): callers fall back to OpenBlob.
   virtual Result<std::unique_ptr<Reader>> OpenBlobRange(const Descriptor& desc, uint64_t offset,
                                                         uint64_t length);
-  // Appends bytes [offset, offset + length) of a blob to `out`, not verified
-  // (length ≤ out's free space). On failure `out` keeps the bytes that did
-  // arrive, so the caller resumes after them. kRangeNotSatisfiable as
-  // OpenBlobRange. The default reads OpenBlobRange's stream straight into the
-  // buffer; a source may fill it from its own receive buffer instead.
-  virtual Result<void> ReadBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length,
-                                     Buffer& out);
+  // Hands bytes [offset, offset + length) of a blob to `sink` in order as
+  // they arrive (each span valid during the call), not verified. An error
+  // from the sink stops the transfer and is returned; so is a transfer that
+  // breaks or ends early (kTransient) — the sink has counted what arrived,
+  // so the caller resumes after it. kRangeNotSatisfiable as OpenBlobRange.
+  // The default reads OpenBlobRange's stream through a per-thread buffer; a
+  // registry source hands libcurl's receive buffer to the sink (no copy).
+  using ByteSink = std::function<Result<void>(std::span<const std::byte>)>;
+  virtual Result<void> StreamBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length,
+                                       const ByteSink& sink);
+  // Appends bytes [offset, offset + length) of a blob to `out` (length ≤ its
+  // free space) through StreamBlobRange. On failure `out` keeps the bytes
+  // that did arrive, so the caller resumes after them.
+  Result<void> ReadBlobRange(const Descriptor& desc, uint64_t offset, uint64_t length, Buffer& out);
   virtual std::string Describe() const = 0;
   // A small blob (config), read whole and verified against desc.
   Result<std::string> ReadBlob(const Descriptor& desc, size_t limit = 64 << 20);
@@ -150,5 +161,14 @@ class ImageSource {
 // Reads `length` bytes of `r` (at most out's free space) into `out`. A stream
 // that ends early is kTransient; `out` keeps what arrived either way.
 Result<void> ReadFull(Reader& r, Buffer& out, uint64_t length);
+
+// Buffers of `buffer_size` bytes a writer may keep when it keeps at most
+// `retained_bytes` (BlobWriter::max_retained_bytes) in buffers at least half
+// full, with room for one oversized or partial buffer per chunk.
+inline size_t RetainedBufferCount(uint64_t retained_bytes, size_t buffer_size) {
+  if (retained_bytes == 0) return 0;
+  const uint64_t half = std::max<uint64_t>(buffer_size / 2, 1);
+  return static_cast<size_t>((retained_bytes + half - 1) / half) + 2;
+}
 
 }  // namespace mc::oci

@@ -264,13 +264,23 @@ oci::Result<void> RegistryClient::ReadBlobRange(const oci::Digest& digest, uint6
     return oci::Fail(oci::ErrorCode::kInternal,
                      "a range of " + std::to_string(length) + " bytes does not fit the buffer");
   }
+  return StreamBlobRange(digest, offset, length, [&](std::span<const std::byte> data) {
+    out.Append(data);
+    return oci::Result<void>{};
+  });
+}
+
+oci::Result<void> RegistryClient::StreamBlobRange(
+    const oci::Digest& digest, uint64_t offset, uint64_t length,
+    const std::function<oci::Result<void>(std::span<const std::byte>)>& sink) {
+  if (length == 0) return {};
   HttpRequest req;
   req.url = Url("blobs/" + digest.String());
   req.headers = {
       {"Range", "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1)}};
   req.idempotent = true;
   std::string what = "GET blob " + digest.Short() + " from " + Describe();
-  const size_t start = out.size();
+  uint64_t delivered = 0;
   BodyHandler handler;
   handler.on_response = [&](const HttpResponse& resp) -> oci::Result<void> {
     if (resp.status == 200) {
@@ -295,9 +305,11 @@ oci::Result<void> RegistryClient::ReadBlobRange(const oci::Digest& digest, uint6
   };
   bool overflow = false;
   handler.on_body = [&](std::span<const std::byte> data) -> oci::Result<void> {
-    const size_t room = static_cast<size_t>(length - (out.size() - start));
-    const size_t n = std::min(room, data.size());
-    out.Append(data.first(n));
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(length - delivered, data.size()));
+    if (n > 0) {
+      MC_RETURN_IF_ERROR(sink(data.first(n)));
+      delivered += n;
+    }
     if (n == data.size()) return {};
     // A 200 from byte 0 goes on past the range: we stop the transfer there.
     overflow = true;
@@ -305,15 +317,15 @@ oci::Result<void> RegistryClient::ReadBlobRange(const oci::Digest& digest, uint6
   };
   auto resp = transport_->SendStreaming(std::move(req), handler);
   if (!resp) {
-    if (overflow && out.size() - start == length) return {};
+    if (overflow && delivered == length) return {};
     return std::unexpected(resp.error());
   }
   if (resp->status != 200 && resp->status != 206) {
     return std::unexpected(ApiError(*resp, {what, registry_}));
   }
-  if (out.size() - start < length) {
+  if (delivered < length) {
     return oci::Fail(oci::ErrorCode::kTransient, what + ": the range ended after " +
-                                                     std::to_string(out.size() - start) + " of " +
+                                                     std::to_string(delivered) + " of " +
                                                      std::to_string(length) + " bytes");
   }
   return {};

@@ -85,6 +85,11 @@ class RegistryClient {
   // a ranged request at a later offset with 200 (no Range support).
   oci::Result<void> ReadBlobRange(const oci::Digest& digest, uint64_t offset, uint64_t length,
                                   oci::Buffer& out);
+  // The same ranged GET, its body handed to `sink` as it arrives (the
+  // transport's receive buffer, valid during the call); ImageSource::StreamBlobRange.
+  oci::Result<void> StreamBlobRange(
+      const oci::Digest& digest, uint64_t offset, uint64_t length,
+      const std::function<oci::Result<void>(std::span<const std::byte>)>& sink);
 
   // POST ?mount=&from= (protocols.md 1.4): 201 → mounted; 202 → a session.
   oci::Result<MountResult> Mount(const oci::Digest& digest, const std::string& from_repository,

@@ -190,7 +190,8 @@ oci::Result<void> CurlTransport::ConfigureTls(CURL* e, const UrlParts& parts) {
 // without a body still send "Content-Length: 0" (distribution wants it).
 void CurlTransport::ConfigureMethod(Transfer& t, const HttpRequest& r) {
   CURL* e = t.easy;
-  bool has_body = r.body_reader != nullptr || !r.body.empty() || r.method == "PUT" ||
+  const uint64_t body_size = r.BodySize();
+  bool has_body = r.body_reader != nullptr || body_size > 0 || r.method == "PUT" ||
                   r.method == "POST" || r.method == "PATCH";
   if (r.method == "HEAD") {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -200,9 +201,10 @@ void CurlTransport::ConfigureMethod(Transfer& t, const HttpRequest& r) {
     curl_easy_setopt(e, CURLOPT_READDATA, &t);
     curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, internal::OnSeek);
     curl_easy_setopt(e, CURLOPT_SEEKDATA, &t);
-    curl_off_t len = r.body_reader ? r.body_length : static_cast<curl_off_t>(r.body.size());
+    curl_off_t len = r.body_reader ? r.body_length : static_cast<curl_off_t>(body_size);
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, len);
-    t.body = r.body;
+    if (!r.body_reader) t.body = r.BodyParts();
+    t.body_size = body_size;
     t.streamed_body = r.body_reader != nullptr;
   }
   if (r.method != "GET" && r.method != "HEAD") {
@@ -469,6 +471,7 @@ oci::Result<HttpResponse> CurlTransport::FollowRedirects(HttpRequest request,
     if (!keep_method) {  // 303, and 301/302 after a POST: the next request is a GET
       request.method = request.method == "HEAD" ? "HEAD" : "GET";
       request.body = {};
+      request.body_parts.clear();
       request.body_reader = nullptr;
       std::erase_if(request.headers, [](const auto& h) {
         return EqualsIgnoreCase(h.first, "content-type") ||

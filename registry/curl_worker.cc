@@ -189,9 +189,19 @@ size_t OnRead(char* data, size_t size, size_t n, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
   size_t len = size * n;
   if (!t->streamed_body) {
-    size_t k = std::min(len, t->body.size() - t->body_pos);
-    std::memcpy(data, t->body.data() + t->body_pos, k);
-    t->body_pos += k;
+    // Straight from the caller's parts into libcurl's send buffer.
+    size_t k = 0;
+    while (k < len && t->body_part < t->body.size()) {
+      auto part = t->body[t->body_part];
+      size_t m = std::min(len - k, part.size() - t->part_pos);
+      std::memcpy(data + k, part.data() + t->part_pos, m);
+      k += m;
+      t->part_pos += m;
+      if (t->part_pos == part.size()) {
+        t->body_part++;
+        t->part_pos = 0;
+      }
+    }
     return k;
   }
   std::lock_guard lock(t->mu);
@@ -217,10 +227,16 @@ size_t OnRead(char* data, size_t size, size_t n, void* userdata) {
 int OnSeek(void* userdata, curl_off_t offset, int origin) {
   auto* t = static_cast<Transfer*>(userdata);
   if (t->streamed_body || origin != SEEK_SET || offset < 0 ||
-      static_cast<size_t>(offset) > t->body.size()) {
+      static_cast<uint64_t>(offset) > t->body_size) {
     return CURL_SEEKFUNC_CANTSEEK;
   }
-  t->body_pos = static_cast<size_t>(offset);
+  auto rest = static_cast<uint64_t>(offset);
+  t->body_part = 0;
+  while (t->body_part < t->body.size() && rest >= t->body[t->body_part].size()) {
+    rest -= t->body[t->body_part].size();
+    t->body_part++;
+  }
+  t->part_pos = static_cast<size_t>(rest);
   return CURL_SEEKFUNC_OK;
 }
 

@@ -30,9 +30,12 @@ struct Transfer {
   // Set up by the caller before Submit; then owned by the worker.
   CURL* easy = nullptr;
   curl_slist* header_list = nullptr;
-  std::span<const std::byte> body;  // in-memory request body
-  size_t body_pos = 0;              // worker only
-  bool streamed_body = false;       // request body fed through `upload`
+  std::vector<std::span<const std::byte>> body;  // in-memory request body, in parts
+  uint64_t body_size = 0;
+  // Worker only: read position (part index and offset in it).
+  size_t body_part = 0;
+  size_t part_pos = 0;
+  bool streamed_body = false;  // request body fed through `upload`
   size_t buffer_cap = 2 << 20;
   char errbuf[CURL_ERROR_SIZE] = {};
 

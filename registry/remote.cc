@@ -36,6 +36,15 @@ class RegistryBlobWriter final : public oci::BlobWriter {
     if (!session_) return oci::Fail(oci::ErrorCode::kInternal, "write to a finished upload");
     return session_->Write(data);
   }
+  // The session keeps the buffer (no copy) until the registry acknowledged it.
+  oci::Result<void> WriteBuffer(oci::Buffer buffer) override {
+    if (done_) return {};
+    if (!session_) return oci::Fail(oci::ErrorCode::kInternal, "write to a finished upload");
+    return session_->WriteBuffer(std::move(buffer));
+  }
+  uint64_t max_retained_bytes() const override {
+    return session_ ? session_->max_retained_bytes() : 0;
+  }
   oci::Result<void> Commit(const oci::Digest& digest, uint64_t size) override {
     if (done_) {
       if (known_ && *known_ != digest) {
@@ -319,9 +328,9 @@ oci::Result<std::unique_ptr<oci::Reader>> RegistrySource::OpenBlobRange(const oc
   return std::unique_ptr<oci::Reader>(new LimitReader(std::move(blob.body), length));
 }
 
-oci::Result<void> RegistrySource::ReadBlobRange(const oci::Descriptor& desc, uint64_t offset,
-                                                uint64_t length, oci::Buffer& out) {
-  return client_.ReadBlobRange(desc.digest, offset, length, out);
+oci::Result<void> RegistrySource::StreamBlobRange(const oci::Descriptor& desc, uint64_t offset,
+                                                  uint64_t length, const ByteSink& sink) {
+  return client_.StreamBlobRange(desc.digest, offset, length, sink);
 }
 
 // ------------------------------------------------------------ factories

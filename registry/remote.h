@@ -107,10 +107,10 @@ class RegistrySource final : public oci::ImageSource {
   oci::Result<std::unique_ptr<oci::Reader>> OpenBlobRange(const oci::Descriptor& desc,
                                                           uint64_t offset,
                                                           uint64_t length) override;
-  // One ranged GET, its body received straight into `out` (no stream object,
-  // no intermediate buffer): RegistryClient::ReadBlobRange.
-  oci::Result<void> ReadBlobRange(const oci::Descriptor& desc, uint64_t offset, uint64_t length,
-                                  oci::Buffer& out) override;
+  // One ranged GET, its body handed to the sink from libcurl's receive
+  // buffer (no stream object, no intermediate buffer).
+  oci::Result<void> StreamBlobRange(const oci::Descriptor& desc, uint64_t offset, uint64_t length,
+                                    const ByteSink& sink) override;
   std::string Describe() const override { return "docker://" + ref_.String(); }
 
   RegistryClient& client() { return client_; }

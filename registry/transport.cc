@@ -14,6 +14,25 @@ std::optional<std::string> HttpResponse::Header(std::string_view name) const {
   return std::nullopt;
 }
 
+std::vector<std::span<const std::byte>> HttpRequest::BodyParts() const {
+  if (!body_parts.empty()) return body_parts;
+  if (body.empty()) return {};
+  return {body};
+}
+
+uint64_t HttpRequest::BodySize() const {
+  uint64_t n = body.size();
+  for (auto p : body_parts) n += p.size();
+  return n;
+}
+
+std::string HttpRequest::BodyString() const {
+  std::string out;
+  out.reserve(static_cast<size_t>(BodySize()));
+  for (auto p : BodyParts()) out.append(oci::AsString(p));
+  return out;
+}
+
 oci::Result<std::string> HttpResponse::ReadBody(size_t limit) {
   if (!body) return std::string();
   return oci::ReadAll(*body, limit);

@@ -28,8 +28,12 @@ struct HttpRequest {
   std::string method = "GET";
   std::string url;
   Headers headers;
-  // Body, either in memory (the caller keeps it alive until Send returns) ...
+  // Body, either in memory (the caller keeps it alive until Send returns):
+  // `body`, or — when body_parts is not empty — the parts sent back to back
+  // (an upload chunk made of pooled buffers goes out without being gathered
+  // into one block first) ...
   std::span<const std::byte> body;
+  std::vector<std::span<const std::byte>> body_parts;
   // ... or streamed from a reader of body_length bytes (-1: chunked encoding).
   oci::Reader* body_reader = nullptr;
   int64_t body_length = -1;
@@ -40,6 +44,13 @@ struct HttpRequest {
   bool follow_redirects = true;
   // Marks a request an outer layer retries itself: the retry decorator sends it once.
   bool no_retry = false;
+
+  // The in-memory body as parts: body_parts, or {body}.
+  std::vector<std::span<const std::byte>> BodyParts() const;
+  // Bytes of the in-memory body (body or body_parts).
+  uint64_t BodySize() const;
+  // The in-memory body gathered (tests and small bodies).
+  std::string BodyString() const;
 };
 
 struct HttpResponse {

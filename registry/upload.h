@@ -1,6 +1,8 @@
 // One blob upload session of the distribution API (protocols.md 1.3, 1.9).
 //
-// The producer Write()s the blob stream; the session buffers one chunk in
+// The producer Write()s the blob stream (or hands over whole pooled buffers
+// with WriteBuffer, which the session keeps instead of copying: a chunk is a
+// list of buffers, sent as the parts of one PATCH body); the session buffers one chunk in
 // memory and PATCHes it (`Content-Range: start-end`) from a sender thread
 // while the producer fills the next chunk (so producing and uploading
 // overlap: at most two chunks in memory), keeping it until the registry's 202, so a broken
@@ -36,6 +38,7 @@
 #include <optional>
 #include <string>
 
+#include "oci/buffer.h"
 #include "oci/digest.h"
 #include "oci/error.h"
 #include "oci/io.h"
@@ -93,6 +96,37 @@ std::string ResolveLocation(std::string_view request_url, std::string_view locat
 // Appends "key=value" with '?' or '&'.
 std::string AppendQuery(std::string url, std::string_view key_value);
 
+// An upload chunk: bytes of the blob held until the registry acknowledged
+// them, as buffers handed over by WriteBuffer (kept, not copied) and
+// session-owned segments that Write copies into. Slice() gives the parts of a
+// request body.
+class UploadChunk {
+ public:
+  uint64_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // Appends bytes [begin, buf.size()) of `buf` (handed over).
+  void Append(oci::Buffer buf, size_t begin);
+  // Copies as much of `data` as fits into the last own segment (starting a
+  // new one, from `spare` or allocated, of `segment_size` bytes, when there
+  // is none with room); returns the count copied.
+  size_t Copy(std::span<const std::byte> data, size_t segment_size,
+              std::vector<oci::Buffer>& spare);
+  // The bytes [offset, offset + len) as parts.
+  std::vector<std::span<const std::byte>> Slice(uint64_t offset, uint64_t len) const;
+  // Lets go of every buffer: handed-over ones return to their pools, own
+  // segments go to `spare` for reuse.
+  void Clear(std::vector<oci::Buffer>& spare);
+
+ private:
+  struct Segment {
+    oci::Buffer buf;
+    size_t begin = 0;  // bytes [begin, buf.size()) are the chunk's
+    bool own = false;
+  };
+  std::vector<Segment> segments_;
+  uint64_t size_ = 0;
+};
+
 class UploadSession final : public oci::Writer {
  public:
   // A session at `url` (absolute), new (nothing uploaded).
@@ -107,6 +141,14 @@ class UploadSession final : public oci::Writer {
   ~UploadSession() override;
 
   oci::Result<void> Write(std::span<const std::byte> data) override;
+  // Hands a whole buffer over: kept (not copied) until the registry
+  // acknowledged its bytes, then returned to its pool. A buffer less than
+  // half full is copied instead, so that the buffers a session keeps are
+  // bounded by max_retained_bytes() (store.h RetainedBufferCount).
+  oci::Result<void> WriteBuffer(oci::Buffer buffer);
+  // Bytes of handed-over buffers kept after WriteBuffer returns: the chunk
+  // in flight and the one filling.
+  uint64_t max_retained_bytes() const { return 2 * static_cast<uint64_t>(options_.chunk_size); }
   // Sends what is buffered and the closing PUT ?digest=. `size` must equal
   // the bytes written (kInternal otherwise).
   oci::Result<void> Commit(const oci::Digest& digest, uint64_t size);
@@ -135,11 +177,16 @@ class UploadSession final : public oci::Writer {
 
  private:
   uint64_t buffer_end() const { return buffer_start_ + buffer_.size(); }
+  // Sends the filled chunk (after the one in flight was acknowledged) while
+  // the producer fills the next.
+  oci::Result<void> Rotate();
   // Waits for the chunk in flight (if any) and returns its outcome.
   oci::Result<void> WaitInFlight();
   // Makes the filled chunk the kept one (after WaitInFlight).
   void TakeFilled();
   oci::Result<void> Flush();
+  // Lets go of the kept and filling chunks (buffers back to their pools).
+  void ReleaseChunks();
   // DELETE on the session, without waiting for the sender.
   void Delete();
   // DELETE on `url` (an abandoned session), errors ignored; no state changes.
@@ -162,8 +209,9 @@ class UploadSession final : public oci::Writer {
   UploadTarget target_;
   std::string url_;
   UploadOptions options_;
-  std::string buffer_;   // kept (in flight) bytes [buffer_start_, buffer_end())
-  std::string filling_;  // the next chunk, stream bytes from buffer_end()
+  UploadChunk buffer_;              // kept (in flight) bytes [buffer_start_, buffer_end())
+  UploadChunk filling_;             // the next chunk, stream bytes from buffer_end()
+  std::vector<oci::Buffer> spare_;  // own segments for Write's copies, reused
   std::future<oci::Result<void>> in_flight_;  // Flush() of buffer_ on the sender
   uint64_t buffer_start_ = 0;                 // stream offset of buffer_[0]
   uint64_t stream_pos_ = 0;                   // bytes the producer has written

@@ -9,16 +9,17 @@ packages=(
   libcurl4-openssl-dev libssl-dev libzstd-dev libarchive-dev libisal-dev zlib1g-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libboost-dev libcli11-dev libgtest-dev libgmock-dev
   libsodium-dev
-  # tests: real registries and independent clients
-  docker-registry skopeo umoci pigz zstd jq isal tar gzip python3 python3-yaml
+  # tests: real registries and independent clients (buildah runs KServe's modelcar
+  # commands in a built image)
+  docker-registry skopeo umoci buildah pigz zstd jq isal tar gzip python3 python3-yaml
   apache2-utils openssl curl util-linux procps iproute2 ca-certificates e2fsprogs
-  # benchmarks and the main job
+  # the built-in base of `build` (its static /bin/busybox), benchmarks and the main job
   busybox-static time
 )
 
 # Benchmarks compare against these (benchmarks/*.sh); not needed for the tests.
 if [[ ${MC_BENCH:-0} == 1 ]]; then
-  packages+=(buildah nginx-light aria2 hyperfine linux-perf)
+  packages+=(nginx-light aria2 hyperfine linux-perf)
 fi
 
 missing=()

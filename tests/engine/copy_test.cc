@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <filesystem>
+#include <mutex>
 #include <random>
 
 #include "engine/cancel.h"
@@ -362,6 +363,105 @@ TEST_F(CopyTest, ParallelRangeStreamStaysInsideItsPool) {
     EXPECT_LE(pool.high_water(), pool.count());
   }
   EXPECT_EQ(got, big);
+}
+
+// A layout source that counts range requests and breaks the first long one
+// (more than one chunk) after `break_after` bytes, as a cut connection would.
+class CountingSource final : public oci::ImageSource {
+ public:
+  CountingSource(oci::ImageSource& inner, uint64_t break_after)
+      : inner_(inner), break_after_(break_after) {}
+  oci::Result<oci::RawManifest> GetManifest(const std::string& t) override {
+    return inner_.GetManifest(t);
+  }
+  oci::Result<std::unique_ptr<oci::Reader>> OpenBlob(const Descriptor& d) override {
+    return inner_.OpenBlob(d);
+  }
+  oci::Result<std::unique_ptr<oci::Reader>> OpenBlobRange(const Descriptor& d, uint64_t off,
+                                                          uint64_t len) override {
+    return inner_.OpenBlobRange(d, off, len);
+  }
+  oci::Result<void> StreamBlobRange(const Descriptor& d, uint64_t off, uint64_t len,
+                                    const ByteSink& sink) override {
+    bool breaking = false;
+    {
+      std::lock_guard lock(mu_);
+      ++requests;
+      if (len > 65536) ++long_requests;
+      breaking = len > 65536 && break_after_ > 0 && !broke_;
+      broke_ = broke_ || breaking;
+    }
+    if (!breaking) return inner_.StreamBlobRange(d, off, len, sink);
+    uint64_t sent = 0;
+    auto r = inner_.StreamBlobRange(
+        d, off, len, [&](std::span<const std::byte> data) -> oci::Result<void> {
+          auto n = static_cast<size_t>(std::min<uint64_t>(data.size(), break_after_ - sent));
+          MC_RETURN_IF_ERROR(sink(data.first(n)));
+          sent += n;
+          if (sent == break_after_)
+            return oci::Fail(oci::ErrorCode::kTransient, "connection reset");
+          return oci::Result<void>{};
+        });
+    return r;
+  }
+  std::string Describe() const override { return "counting"; }
+  std::mutex mu_;
+  int requests = 0, long_requests = 0;
+
+ private:
+  oci::ImageSource& inner_;
+  const uint64_t break_after_;
+  bool broke_ = false;
+};
+
+// Reads the whole stream; returns the bytes.
+std::string Drain(BufferStream& s) {
+  std::string got;
+  for (;;) {
+    auto b = s.Next();
+    EXPECT_TRUE(b.has_value()) << b.error().message;
+    if (!b || !*b) return got;
+    got.append((*b)->view());
+  }
+}
+
+// A source that one stream reads fast enough is read with one request for
+// the whole blob; one too slow for the threshold gets every stream.
+TEST_F(CopyTest, OneFastStreamIsReadWithOneRequestASlowOneFansOut) {
+  std::string big = RandomBytes(600011, 14);
+  w_.Image("amd64", {big});
+  auto layout = *oci::LayoutSource::Open(src_dir_);
+  Descriptor d{.media_type = "x", .digest = oci::Digest::Of(big), .size = 600011};
+  {
+    CountingSource src(*layout, 0);
+    auto s = OpenParallelRangeStream(src, d, 4096, 4, 0, 0, /*fan_out_below=*/1);
+    ASSERT_TRUE(s.has_value()) << s.error().message;
+    EXPECT_EQ(Drain(**s), big);
+    EXPECT_EQ((*s)->streams(), 1);
+    EXPECT_EQ(src.long_requests, 1);  // the whole blob in one
+  }
+  {
+    CountingSource src(*layout, 0);
+    auto s = OpenParallelRangeStream(src, d, 4096, 4, 0, 0, /*fan_out_below=*/uint64_t{1} << 60);
+    ASSERT_TRUE(s.has_value()) << s.error().message;
+    EXPECT_EQ(Drain(**s), big);
+    EXPECT_EQ((*s)->streams(), 4);
+    EXPECT_GT(src.requests, 100);  // chunk by chunk after the first few
+  }
+}
+
+// The single stream breaks mid-chunk: the chunk is finished with a ranged
+// read from where it broke, the rest read chunk by chunk; the bytes are the blob's.
+TEST_F(CopyTest, ABrokenSingleStreamContinuesWithRangedReads) {
+  std::string big = RandomBytes(300007, 15);
+  w_.Image("amd64", {big});
+  auto layout = *oci::LayoutSource::Open(src_dir_);
+  Descriptor d{.media_type = "x", .digest = oci::Digest::Of(big), .size = 300007};
+  CountingSource src(*layout, 4096 * 5 + 123);
+  auto s = OpenParallelRangeStream(src, d, 4096, 3, 2, 0, /*fan_out_below=*/1);
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  EXPECT_EQ(Drain(**s), big);
+  EXPECT_EQ((*s)->streams(), 1);
 }
 
 // SIGINT mid-stream: the consumer and the workers stop with kCancelled.

@@ -96,20 +96,21 @@ TEST_F(BuildOciTest, GzipLayerVerifiedByIndependentTools) {
       << out;
   json inspect = json::parse(out);
   EXPECT_EQ(inspect["Digest"], digest);
-  EXPECT_EQ(inspect["Layers"].size(), 1u);
+  // The built-in base's layer, then the model's.
+  EXPECT_EQ(inspect["Layers"].size(), 2u);
 
   Image img = CopyOut("oci:" + (tmp_ / "layout").string() + ":v1", tmp_ / "copied");
-  ASSERT_EQ(img.manifest["layers"].size(), 1u);
-  auto layer = img.manifest["layers"][0];
+  ASSERT_EQ(img.manifest["layers"].size(), 2u);
+  auto layer = img.manifest["layers"][1];
   EXPECT_EQ(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
   fs::path blob = img.dir / layer["digest"].get<std::string>().substr(7);
   EXPECT_EQ(Sh("gzip -t " + Quote(blob.string())), 0);
   EXPECT_EQ(Sh("pigz -t " + Quote(blob.string())), 0);
   EXPECT_EQ(Sha256OfCommand("gzip -dc " + Quote(blob.string())),
-            img.config["rootfs"]["diff_ids"][0]);
+            img.config["rootfs"]["diff_ids"][1]);
   EXPECT_EQ(img.config["architecture"], "amd64");
   EXPECT_EQ(img.config["os"], "linux");
-  EXPECT_EQ(img.config["history"].size(), 1u);
+  EXPECT_EQ(img.config["history"].size(), 2u);
   EXPECT_FALSE(img.config["config"].contains("Entrypoint"));
 
   // GNU tar extracts exactly the model under models/.
@@ -155,18 +156,18 @@ TEST_F(BuildOciTest, DeterministicAcrossRunsAndJobs) {
 TEST_F(BuildOciTest, ZstdAndNoneLayers) {
   BuildImage(tmp_ / "model", "oci:" + (tmp_ / "z").string() + ":z", "--compression zstd");
   Image z = CopyOut("oci:" + (tmp_ / "z").string() + ":z", tmp_ / "zc");
-  auto zl = z.manifest["layers"][0];
+  auto zl = z.manifest["layers"].back();
   EXPECT_EQ(zl["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
   fs::path zb = z.dir / zl["digest"].get<std::string>().substr(7);
   EXPECT_EQ(Sh("zstd -q -t " + Quote(zb.string())), 0);
   EXPECT_EQ(Sha256OfCommand("zstd -q -dc " + Quote(zb.string())),
-            z.config["rootfs"]["diff_ids"][0]);
+            z.config["rootfs"]["diff_ids"].back());
 
   BuildImage(tmp_ / "model", "oci:" + (tmp_ / "n").string() + ":n", "--compression none");
   Image n = CopyOut("oci:" + (tmp_ / "n").string() + ":n", tmp_ / "nc");
-  auto nl = n.manifest["layers"][0];
+  auto nl = n.manifest["layers"].back();
   EXPECT_EQ(nl["mediaType"], "application/vnd.oci.image.layer.v1.tar");
-  EXPECT_EQ(nl["digest"], n.config["rootfs"]["diff_ids"][0]);
+  EXPECT_EQ(nl["digest"], n.config["rootfs"]["diff_ids"].back());
   std::string out;
   EXPECT_EQ(
       Sh("tar -tf " + Quote((n.dir / nl["digest"].get<std::string>().substr(7)).string()), &out), 0)
@@ -205,8 +206,9 @@ TEST_F(BuildOciTest, SplitLayersAndBaseFromLayout) {
   for (size_t i = 0; i < s.manifest["layers"].size(); ++i) {
     EXPECT_EQ(b.manifest["layers"][i]["digest"], s.manifest["layers"][i]["digest"]);
   }
-  EXPECT_EQ(b.manifest["annotations"]["org.opencontainers.image.base.name"],
-            "oci:" + (tmp_ / "s").string() + ":s");
+  // A local base leaves no path in the image: its digest only.
+  EXPECT_FALSE(b.manifest["annotations"].contains("org.opencontainers.image.base.name"));
+  EXPECT_TRUE(b.manifest["annotations"].contains("org.opencontainers.image.base.digest"));
 }
 
 TEST_F(BuildOciTest, BadInputGivesOneLineErrorsAndExitCodes) {
@@ -346,15 +348,17 @@ void WriteBaseLayout(const fs::path& dir, const std::vector<std::string>& tools,
 }
 
 TEST_F(BuildOciTest, StrictModelcarContractChecksTheBaseTools) {
-  WriteBaseLayout(tmp_ / "good", {"sh", "ln", "sleep", "ls"});
+  WriteBaseLayout(tmp_ / "good", {"sh", "ln", "sleep", "ls", "mkdir"});
   WriteBaseLayout(tmp_ / "poor", {"sh"});
-  WriteBaseLayout(tmp_ / "merged", {"sh", "ln", "sleep", "ls"}, /*merged_usr=*/true);
+  WriteBaseLayout(tmp_ / "nomkdir", {"sh", "ln", "sleep", "ls"});
+  WriteBaseLayout(tmp_ / "merged", {"sh", "ln", "sleep", "ls", "mkdir"}, /*merged_usr=*/true);
   WriteBaseLayout(tmp_ / "merged-poor", {"sh", "ls"}, /*merged_usr=*/true);
   std::string out;
   // Builds the model into oci:tmp_/OUT with FLAGS on BASE's layout ("" = scratch).
   auto build = [&](const std::string& base, const std::string& dest, const std::string& flags) {
     std::string base_flag =
-        base.empty() ? "" : " --base oci:" + Quote((tmp_ / base / "layout").string()) + ":base";
+        base.empty() ? " --base scratch"
+                     : " --base oci:" + Quote((tmp_ / base / "layout").string()) + ":base";
     return Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
                   " oci:" + Quote((tmp_ / dest).string()) + ":t " + flags + base_flag,
               &out);
@@ -364,14 +368,25 @@ TEST_F(BuildOciTest, StrictModelcarContractChecksTheBaseTools) {
     EXPECT_EQ(out.find("warning"), std::string::npos) << good << ": " << out;
   }
   EXPECT_EQ(build("merged-poor", "o1-mp", "--strict"), 2) << out;
-  EXPECT_NE(out.find("lacks ln, sleep"), std::string::npos) << out;
+  EXPECT_NE(out.find("lacks ln, sleep, mkdir"), std::string::npos) << out;
   EXPECT_EQ(build("poor", "o2", "--strict"), 2) << out;
-  EXPECT_NE(out.find("lacks ln, sleep, ls"), std::string::npos) << out;
+  EXPECT_NE(out.find("lacks ln, sleep, ls, mkdir"), std::string::npos) << out;
+  // KServe runs mkdir -p before ln for a model path other than the default.
+  EXPECT_EQ(build("nomkdir", "o2m", "--strict"), 2) << out;
+  EXPECT_NE(out.find("lacks mkdir"), std::string::npos) << out;
   // Without --strict it is a warning and the image is built.
   EXPECT_EQ(build("poor", "o3", ""), 0) << out;
   EXPECT_NE(out.find("warning: the base image"), std::string::npos) << out;
   EXPECT_EQ(build("", "o4", "--strict"), 2) << out;
   EXPECT_NE(out.find("scratch"), std::string::npos) << out;
+  // The default (built-in) base meets the contract: --strict passes, no warning.
+  out.clear();
+  EXPECT_EQ(Sh(Engine() + " --progress none build " + Quote((tmp_ / "model").string()) +
+                   " oci:" + Quote((tmp_ / "o5").string()) + ":t --strict",
+               &out),
+            0)
+      << out;
+  EXPECT_EQ(out.find("warning"), std::string::npos) << out;
 }
 
 }  // namespace

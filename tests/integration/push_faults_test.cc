@@ -31,10 +31,11 @@ constexpr uint64_t kMiB = 1 << 20;
 
 std::string Engine() { return Quote(EngineBinary()) + " --progress none"; }
 
+// --base scratch: the faults are counted on the model layer's requests alone.
 std::string BuildCommand(const TempDir& tmp, const std::string& ref, const std::string& extra) {
   return Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref +
-         " --compression none --jobs 1 --cache-dir " + Quote((tmp / "cache").string()) + " " +
-         extra;
+         " --base scratch --compression none --jobs 1 --cache-dir " +
+         Quote((tmp / "cache").string()) + " " + extra;
 }
 
 struct CutCase {

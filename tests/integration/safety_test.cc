@@ -84,7 +84,7 @@ class SymlinkPolicyTest : public ::testing::Test {
         0)
         << out;
     json manifest = json::parse(ReadFile(tmp_ / "d/manifest.json"));
-    fs::path blob = tmp_ / "d" / manifest["layers"][0]["digest"].get<std::string>().substr(7);
+    fs::path blob = tmp_ / "d" / manifest["layers"].back()["digest"].get<std::string>().substr(7);
     ASSERT_EQ(Sh("tar -xzf " + Quote(blob.string()) + " -C " + Quote(x.string()), &out), 0) << out;
     EXPECT_FALSE(fs::is_symlink(x / "models" / link));
     EXPECT_EQ(ReadFile(x / "models" / link), content);
@@ -140,7 +140,7 @@ TEST_F(SymlinkPolicyTest, HuggingFaceCacheSnapshotBuildsWithoutTheFlag) {
       0)
       << out;
   json manifest = json::parse(ReadFile(tmp_ / "d/manifest.json"));
-  fs::path blob = tmp_ / "d" / manifest["layers"][0]["digest"].get<std::string>().substr(7);
+  fs::path blob = tmp_ / "d" / manifest["layers"].back()["digest"].get<std::string>().substr(7);
   ASSERT_EQ(Sh("tar -xzf " + Quote(blob.string()) + " -C " + Quote(tmp_.path().string()), &out), 0)
       << out;
   EXPECT_FALSE(fs::is_symlink(tmp_ / "models/config.json"));

@@ -104,6 +104,12 @@ TEST_F(TektonLint, CatchesEachMistake) {
   ExpectFails(".containerignore", "\nbuild\nbuild-*\n", "\n", "does not exclude build");
   ExpectFails("Containerfile", "FROM docker.io/library/debian:bookworm-slim\n", "",
               "is not multi-stage");
+  ExpectFails("tekton/task-build-push.yaml", "      default: builtin", "      default: scratch",
+              "defaults to scratch");
+  ExpectFails("tekton/pipeline.yaml", "      default: builtin", "      default: scratch",
+              "defaults to scratch");
+  ExpectFails("Containerfile", "ca-certificates busybox-static", "ca-certificates",
+              "installs no busybox-static");
 }
 
 }  // namespace

@@ -127,6 +127,28 @@ TEST_F(CurlTransportTest, SendsStreamedAndInMemoryBodies) {
   EXPECT_EQ(j["method"], "POST");
 }
 
+// An in-memory body in parts (an upload chunk of pooled buffers) arrives as
+// the parts back to back, with one Content-Length.
+TEST_F(CurlTransportTest, SendsABodyInPartsBackToBack) {
+  std::string expected;
+  for (uint64_t i = 0; i < 3'000'000; ++i) expected.push_back(static_cast<char>(PatternByte(i)));
+  std::string_view all(expected);
+  HttpRequest patch = Get(Url("/echo"));
+  patch.method = "PATCH";
+  // Uneven parts, an empty one among them, one smaller than libcurl's buffer.
+  patch.body_parts = {oci::AsBytes(all.substr(0, 1'000'003)),
+                      oci::AsBytes(all.substr(1'000'003, 0)),
+                      oci::AsBytes(all.substr(1'000'003, 17)), oci::AsBytes(all.substr(1'000'020))};
+  EXPECT_EQ(patch.BodySize(), expected.size());
+  EXPECT_EQ(patch.BodyString(), expected);
+  auto resp = transport_->Send(patch);
+  ASSERT_TRUE(resp) << resp.error().message;
+  auto j = nlohmann::json::parse(resp->ReadBody().value());
+  EXPECT_EQ(j["method"], "PATCH");
+  EXPECT_EQ(j["length"], expected.size());
+  EXPECT_EQ(j["sha256"], oci::Digest::Of(expected).hex());
+}
+
 TEST_F(CurlTransportTest, EmptyBodiesSendContentLengthZeroAndNoExpect) {
   for (const char* method : {"POST", "PUT", "PATCH"}) {
     HttpRequest r = Get(Url("/headers"));

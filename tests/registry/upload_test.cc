@@ -5,6 +5,7 @@
 #include <atomic>
 #include <random>
 
+#include "oci/store.h"
 #include "tests/support/fake_registry.h"
 #include "tests/support/fake_transport.h"
 
@@ -402,6 +403,102 @@ TEST(UploadTest, ResumeOfAForgottenSessionIsNotFound) {
                                  h.Options());
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, oci::ErrorCode::kNotFound);
+}
+
+// Writes `data` through WriteBuffer in buffers of `pool`, then commits. The
+// pool is sized by the session's own bound; a buffer it cannot give would
+// mean the session keeps more than it says (the producer would hang).
+oci::Result<void> UploadBuffers(UploadSession& s, oci::BufferPool& pool, std::string_view data) {
+  size_t pos = 0;
+  while (pos < data.size()) {
+    oci::Buffer b = pool.TryAcquire();
+    if (!b) return oci::Fail(oci::ErrorCode::kInternal, "the session keeps more than it says");
+    pos += b.Append(oci::AsBytes(data.substr(pos)));
+    MC_RETURN_IF_ERROR(s.WriteBuffer(std::move(b)));
+  }
+  return s.Commit(oci::Digest::Of(data), data.size());
+}
+
+TEST(UploadTest, WriteBufferKeepsBuffersUntilAcknowledgedInsteadOfCopying) {
+  for (auto flavor : {FakeRegistry::Flavor::kDistribution, FakeRegistry::Flavor::kQuay}) {
+    Harness h(flavor);
+    auto s = h.Start();
+    constexpr size_t kBuf = kChunk / 4;
+    oci::BufferPool pool(kBuf, oci::RetainedBufferCount(s->max_retained_bytes(), kBuf) + 1);
+    std::string data = RandomBytes(3 * kChunk + kChunk / 2 + 1000, 7);
+    // Two buffers written, the chunk not full: the session holds them (not copies).
+    {
+      oci::Buffer a = pool.TryAcquire(), b = pool.TryAcquire();
+      a.Append(oci::AsBytes(std::string_view(data).substr(0, kBuf)));
+      b.Append(oci::AsBytes(std::string_view(data).substr(kBuf, kBuf)));
+      ASSERT_TRUE(s->WriteBuffer(std::move(a)));
+      ASSERT_TRUE(s->WriteBuffer(std::move(b)));
+      EXPECT_EQ(pool.in_use(), 2u);
+    }
+    s->Abort();
+    EXPECT_EQ(pool.in_use(), 0u);  // an aborted session lets go of them
+    Harness h2(flavor);
+    auto s2 = h2.Start();
+    ASSERT_TRUE(UploadBuffers(*s2, pool, data));
+    EXPECT_EQ(h2.reg.blobs[oci::Digest::Of(data).String()], data);
+    // Whole chunks of four buffers each, as Write would have cut them.
+    auto patches = h2.transport->Requests("PATCH");
+    ASSERT_EQ(patches.size(), 4u);
+    EXPECT_EQ(patches[1].Header("Content-Range"), "1048576-2097151");
+    EXPECT_EQ(patches[3].body.size(), data.size() - 3 * kChunk);
+    s2.reset();
+    EXPECT_EQ(pool.in_use(), 0u);  // every buffer went back
+    EXPECT_LE(pool.high_water(), pool.count());
+  }
+}
+
+TEST(UploadTest, WriteBufferCopiesAMostlyEmptyBufferAndMixesWithWrite) {
+  Harness h(FakeRegistry::Flavor::kDistribution);
+  auto s = h.Start();
+  oci::BufferPool pool(kChunk / 2, 8);
+  std::string data = RandomBytes(2 * kChunk + 333, 9);
+  std::string_view v(data);
+  oci::Buffer small = pool.TryAcquire();
+  small.Append(oci::AsBytes(v.substr(0, 1000)));  // < half: copied, back at once
+  ASSERT_TRUE(s->WriteBuffer(std::move(small)));
+  EXPECT_EQ(pool.in_use(), 0u);
+  ASSERT_TRUE(s->Write(oci::AsBytes(v.substr(1000, kChunk))));
+  oci::Buffer big = pool.TryAcquire();
+  big.Append(oci::AsBytes(v.substr(1000 + kChunk, kChunk / 2)));
+  ASSERT_TRUE(s->WriteBuffer(std::move(big)));
+  ASSERT_TRUE(s->Write(oci::AsBytes(v.substr(1000 + kChunk + kChunk / 2))));
+  ASSERT_TRUE(s->Commit(oci::Digest::Of(data), data.size()));
+  EXPECT_EQ(h.reg.blobs[oci::Digest::Of(data).String()], data);
+  uint64_t patched = 0;
+  for (const auto& p : h.transport->Requests("PATCH")) {
+    EXPECT_LE(p.body.size(), kChunk);
+    patched += p.body.size();
+  }
+  EXPECT_EQ(patched, data.size());
+  s.reset();
+  EXPECT_EQ(pool.in_use(), 0u);
+}
+
+TEST(UploadTest, WriteBufferOfAResumedSessionDropsWhatTheRegistryHolds) {
+  Harness h(FakeRegistry::Flavor::kQuay);
+  std::string data = RandomBytes(3 * kChunk + 5, 11);
+  UploadState saved;
+  auto o = h.Options();
+  o.on_progress = [&](const UploadState& st) { saved = st; };
+  {
+    auto s = UploadSession::Start(h.Target(), o).value();
+    ASSERT_TRUE(s->Write(oci::AsBytes(std::string_view(data).substr(0, kChunk + kChunk / 2))));
+    s->Detach();
+  }
+  auto s = UploadSession::Resume(h.Target(), saved.url, h.Options());
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ((*s)->resume_offset(), kChunk);
+  // Buffers that straddle the resume offset: the held prefix is skipped inside one.
+  oci::BufferPool pool(kChunk / 3,
+                       oci::RetainedBufferCount((*s)->max_retained_bytes(), kChunk / 3) + 1);
+  ASSERT_TRUE(UploadBuffers(**s, pool, data));
+  EXPECT_EQ(h.reg.blobs[oci::Digest::Of(data).String()], data);
+  EXPECT_EQ((*s)->stats().bytes_sent, data.size() - kChunk);
 }
 
 }  // namespace

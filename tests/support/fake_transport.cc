@@ -36,9 +36,8 @@ std::vector<RecordedRequest> FakeTransport::Requests(const std::string& method,
 }
 
 oci::Result<registry::HttpResponse> FakeTransport::Send(registry::HttpRequest request) {
-  RecordedRequest rec{request.method,          request.url,
-                      request.headers,         std::string(oci::AsString(request.body)),
-                      request.no_retry,        request.idempotent,
+  RecordedRequest rec{request.method,          request.url,      request.headers,
+                      request.BodyString(),    request.no_retry, request.idempotent,
                       request.follow_redirects};
   if (request.body_reader) {
     auto all = oci::ReadAll(*request.body_reader, 1 << 30);

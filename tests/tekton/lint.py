@@ -14,6 +14,8 @@ Checked:
     escalation; no step overrides that; nothing privileged, no added
     capabilities, no buildah/skopeo/SETFCAP/storage root/ulimit;
     every $(params.X), $(results.X.path), $(workspaces.X.*) is declared;
+  - Tasks and Pipeline: a base-image param does not default to scratch (KServe's
+    oci:// sidecar cannot start from it; the default is the built-in base);
   - Pipeline: every task (and finally task) has an explicit timeout, refers to
     a Task defined here, passes only declared params and all required ones,
     binds declared workspaces (all required ones), $(tasks.T.results.R)
@@ -26,7 +28,8 @@ Checked:
     because a retry restarts its task's timeout; timeouts.pipeline >=
     tasks + finally; no timeouts.finally when the Pipeline has no finally tasks;
   - Containerfile: multi-stage, the final stage has a numeric non-root USER,
-    ca-certificates, the binary copied from the build stage, an ENTRYPOINT
+    ca-certificates, busybox-static (the built-in base of `build` is made of
+    its /bin/busybox), the binary copied from the build stage, an ENTRYPOINT
     that is none or exactly the exec form ["mc-engine"] (Tekton script: steps
     replace it; a shell-form one would swallow the arguments), and group-0
     writable paths (chgrp 0 / chmod g=u);
@@ -53,6 +56,13 @@ REQUIRED_PIPELINE_RESULTS = {"IMAGE_DIGEST", "IMAGE_URL", "MIRROR_DIGEST"}
 MIN_MEMORY_LIMIT = 512 * 2**20
 
 problems = []
+
+
+def check_base_param(where, params):
+    for p in params or []:
+        if p.get("name") == "base-image" and str(p.get("default", "")).strip() == "scratch":
+            problem(where, "param base-image defaults to scratch, which KServe's oci:// sidecar "
+                           "cannot start (no sh); default to builtin")
 
 
 def problem(where, msg):
@@ -144,6 +154,7 @@ def check_task(where, doc):
     params = {p["name"] for p in spec.get("params") or []}
     results = {r["name"] for r in spec.get("results") or []}
     workspaces = {w["name"] for w in spec.get("workspaces") or []}
+    check_base_param(where, spec.get("params"))
     tmpl = spec.get("stepTemplate") or {}
     check_security(f"{where} stepTemplate", tmpl.get("securityContext"), template=True)
     steps = spec.get("steps") or []
@@ -216,6 +227,7 @@ def check_pipeline_task(where, pt, tasks, pparams, pworkspaces, names, results_o
 def check_pipeline(where, doc, tasks):
     spec = doc.get("spec") or {}
     pparams = {p["name"] for p in spec.get("params") or []}
+    check_base_param(where, spec.get("params"))
     pworkspaces = {w["name"] for w in spec.get("workspaces") or []}
     all_tasks = (spec.get("tasks") or []) + (spec.get("finally") or [])
     names = {pt["name"] for pt in all_tasks}
@@ -319,6 +331,9 @@ def check_containerfile(path):
     body = "\n".join(final)
     if "ca-certificates" not in body:
         problem(path, "final stage installs no ca-certificates")
+    if "busybox-static" not in body:
+        problem(path, "final stage installs no busybox-static (build's default, built-in base "
+                      "is made of its /bin/busybox)")
     if not re.search(r"COPY\s+--from=\S+\s+.*mc-engine", body):
         problem(path, "final stage does not copy mc-engine from the build stage")
     if not re.search(r"chgrp\s+(-R\s+)?0|chown\s+(-R\s+)?\S*:0", body) or "g=u" not in body:
