@@ -98,7 +98,7 @@ for kind in $kinds; do
   files="find '$dir' -type f -print0 | sort -z | xargs -0"
   for c in gzip zstd none; do
     measure "mc-engine build --compression $c" "rm -rf '$out_dir'" \
-      "'$engine' build '$dir' 'oci:$out_dir:bench' --compression $c --jobs $jobs --no-cache" "$bytes"
+      "'$engine' build '$dir' 'oci:$out_dir:bench' --base scratch --compression $c --jobs $jobs --no-cache" "$bytes"
     blob=$(find "$out_dir/blobs" -type f -printf '%s\n' | sort -n | tail -1)
     awk -v c="$c" -v s="$blob" -v b="$bytes" 'BEGIN { printf "  %-34s layer %.0f bytes, %.3f of the model\n", "", s, s / b }'
   done

@@ -171,15 +171,15 @@ for size in "${sizes[@]}"; do
   echo "== model $dir ($bytes bytes, bf16-like weights)"
 
   # The copy source: the model built once (gzip) and pushed to A.
-  "$engine" build "$dir" "docker://127.0.0.1:$port_A/src/m:v1" --jobs "$jobs" --no-cache >/dev/null 2>&1
+  "$engine" build "$dir" "docker://127.0.0.1:$port_A/src/m:v1" --base scratch --jobs "$jobs" --no-cache >/dev/null 2>&1
   src=docker://127.0.0.1:$port_A/src/m:v1
   rm -rf "$shm/out"
-  "$engine" build "$dir" "oci:$shm/out:v1" --jobs "$jobs" --no-cache >/dev/null 2>&1
+  "$engine" build "$dir" "oci:$shm/out:v1" --base scratch --jobs "$jobs" --no-cache >/dev/null 2>&1
   gz_src=$(find "$shm/out/blobs" -type f -size +1M | head -1)
   gz_blob=$shm/gz-$(basename "$gz_src")
   mv "$gz_src" "$gz_blob"
   rm -rf "$shm/out"
-  "$engine" build "$dir" "oci:$shm/out:v1" --compression none --jobs "$jobs" --no-cache >/dev/null 2>&1
+  "$engine" build "$dir" "oci:$shm/out:v1" --base scratch --compression none --jobs "$jobs" --no-cache >/dev/null 2>&1
   none_src=$(find "$shm/out/blobs" -type f -size +1M | head -1)
   none_blob=$shm/none-$(basename "$none_src")
   mv "$none_src" "$none_blob"
@@ -199,20 +199,20 @@ for size in "${sizes[@]}"; do
     for e in "${engines[@]}"; do
       x=$(suffix "$e")
       run "build gzip → oci: (tmpfs)$x" "rm -rf '$shm/out'" \
-        "'$e' build '$dir' 'oci:$shm/out:v1' --jobs $jobs --no-cache"
+        "'$e' build '$dir' 'oci:$shm/out:v1' --base scratch --jobs $jobs --no-cache"
     done
     run "tar | igzip -1" "" "$tar_cmd | igzip -1 -c >/dev/null"
     [[ $pigz == 1 ]] && run "tar | pigz -1 -p$jobs" "" "$tar_cmd | pigz -1 -p$jobs >/dev/null"
     for e in "${engines[@]}"; do
       x=$(suffix "$e")
       run "build none → oci: (tmpfs)$x" "rm -rf '$shm/out'" \
-        "'$e' build '$dir' 'oci:$shm/out:v1' --compression none --jobs $jobs --no-cache"
+        "'$e' build '$dir' 'oci:$shm/out:v1' --base scratch --compression none --jobs $jobs --no-cache"
     done
     run "tar | openssl dgst -sha256" "" "$tar_cmd | openssl dgst -sha256"
     for e in "${engines[@]}"; do
       x=$(suffix "$e")
       run "push: build gzip → registry$x" "" \
-        "'$e' build '$dir' 'docker://127.0.0.1:$port_B/push/gz:$i' --jobs $jobs --no-cache"
+        "'$e' build '$dir' 'docker://127.0.0.1:$port_B/push/gz:$i' --base scratch --jobs $jobs --no-cache"
       reset_registry B
     done
     run "push: curl -T gzip blob" "" "bash '$tmp/curl_push.sh' '$gz_blob' curl/gz$i $port_B"
@@ -220,7 +220,7 @@ for size in "${sizes[@]}"; do
     for e in "${engines[@]}"; do
       x=$(suffix "$e")
       run "push: build none → registry$x" "" \
-        "'$e' build '$dir' 'docker://127.0.0.1:$port_B/push/none:$i' --compression none --jobs $jobs --no-cache"
+        "'$e' build '$dir' 'docker://127.0.0.1:$port_B/push/none:$i' --base scratch --compression none --jobs $jobs --no-cache"
       reset_registry B
     done
     run "push: curl -T none blob" "" "bash '$tmp/curl_push.sh' '$none_blob' curl/none$i $port_B"
@@ -261,7 +261,7 @@ for size in "${sizes[@]}"; do
     echo "  copy:"
     top_symbols "$tmp/copy.perf"
     rm -rf "$shm/out"
-    perf record -o "$tmp/build.perf" -g -- "$engine" build "$dir" "oci:$shm/out:v1" --jobs "$jobs" --no-cache >/dev/null 2>&1 || true
+    perf record -o "$tmp/build.perf" -g -- "$engine" build "$dir" "oci:$shm/out:v1" --base scratch --jobs "$jobs" --no-cache >/dev/null 2>&1 || true
     echo "  build gzip → oci::"
     top_symbols "$tmp/build.perf"
     rm -rf "$shm/out"

@@ -10,7 +10,10 @@
 #     download then build DIR docker://…, into a docker-registry started here
 #     with its storage on tmpfs (/dev/shm), for gzip (the default) and no
 #     compression; and the same two into an oci: layout on tmpfs (no registry)
-# Reports the median of RUNS runs: wall seconds, MB/s, peak RSS (KiB).
+# Reports the median of RUNS runs: wall seconds, MB/s, client CPU-seconds
+# (user + sys of the measured command and its children), peak RSS (KiB); and
+# download's CPU against its floor: four curls' CPU + one SHA-256 pass
+# (`openssl dgst -sha256` over the files, in the same interleaved runs).
 #
 # Usage: benchmarks/download_bench.sh [BUILD_DIR]
 #   env: RUNS=3 WORK=/tmp/mc-dl-bench SIZE_MIB=2048 BUILDS=1 (0: downloads only)
@@ -96,34 +99,37 @@ urls=$work/urls.txt
 # benchmark does not favour the arm measured first); $out is emptied and
 # $prep run (untimed) before each. Prints each arm's median.
 results=()
+declare -A cpu_of=()
 run() {
   local -a names=() cmds=()
   while (($# >= 2)); do names+=("$1"); cmds+=("$2"); shift 2; done
-  local -A walls=() rss=()
+  local -A walls=() rss=() cpus=()
   local r k
   for r in $(seq "$runs"); do
     for k in "${!names[@]}"; do
       rm -rf "$out"; mkdir -p "$out"
       [[ -z ${prep:-} ]] || bash -c "$prep"
       sync
-      /usr/bin/time -f '%e %M' -o "$work/time.txt" bash -c "${cmds[$k]}" > "$work/run.log" 2>&1 ||
+      /usr/bin/time -f '%e %M %U %S' -o "$work/time.txt" bash -c "${cmds[$k]}" > "$work/run.log" 2>&1 ||
         { echo "${names[$k]} failed:"; tail -5 "$work/run.log"; return 1; }
-      read -r w m < "$work/time.txt"
-      walls[$k]+="$w "; rss[$k]+="$m "
+      read -r w m u s < "$work/time.txt"
+      walls[$k]+="$w "; rss[$k]+="$m "; cpus[$k]+="$(awk -v u="$u" -v s="$s" 'BEGIN {print u + s}') "
     done
   done
   for k in "${!names[@]}"; do
-    local med_w med_m mbs
+    local med_w med_m med_c mbs
     med_w=$(printf '%s\n' ${walls[$k]} | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     med_m=$(printf '%s\n' ${rss[$k]} | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    med_c=$(printf '%s\n' ${cpus[$k]} | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    cpu_of["${names[$k]}"]=$med_c
     mbs=$(awk -v b="$total_bytes" -v w="$med_w" 'BEGIN {printf "%.0f", b / 1e6 / w}')
-    results+=("$(printf '%-44s %8s %8s %10s   (runs: %s)' "${names[$k]}" "$med_w" "$mbs" "$med_m" "${walls[$k]% }")")
+    results+=("$(printf '%-44s %8s %8s %8s %10s   (runs: %s)' "${names[$k]}" "$med_w" "$mbs" "$med_c" "$med_m" "${walls[$k]% }")")
     echo "${results[-1]}"
   done
 }
 
 echo "model: $total_bytes bytes in $(wc -l < "$urls") files; median of $runs runs"
-printf '%-44s %8s %8s %10s\n' "what" "wall s" "MB/s" "RSS KiB"
+printf '%-44s %8s %8s %8s %10s\n' "what" "wall s" "MB/s" "CPU s" "RSS KiB"
 run "mc-engine download --jobs 8 (sha256 verified)" \
   "$engine --progress none download hf://org/bench $out --jobs 8" \
   "mc-engine download --jobs 4 (sha256 verified)" \
@@ -133,7 +139,13 @@ run "mc-engine download --jobs 8 (sha256 verified)" \
   "aria2c -x8 -s8 (no verification)" \
   "aria2c -q -x8 -s8 -j4 --file-allocation=none --check-certificate=false -d $out -i $urls" \
   "curl each file in turn (no verification)" \
-  "cd $out && xargs -n1 curl -sf -O < $urls"
+  "cd $out && xargs -n1 curl -sf -O < $urls" \
+  "openssl dgst -sha256 over the files" \
+  "cd $model && find . -type f ! -name '.complete-*' -print0 | xargs -0 openssl dgst -sha256 >/dev/null"
+awk -v mc="${cpu_of[mc-engine download --jobs 4 (sha256 verified)]}" \
+  -v curl="${cpu_of[4 parallel curl (no verification)]}" \
+  -v sha="${cpu_of[openssl dgst -sha256 over the files]}" \
+  'BEGIN {printf "download --jobs 4 CPU vs 4 curls + one SHA-256 pass: %.2f / (%.2f + %.2f) = %.2fx (target <= 1.1)\n", mc, curl, sha, mc / (curl + sha)}'
 if [[ ${BUILDS:-1} == 1 ]] && command -v docker-registry >/dev/null; then
   reg_dir=$(mktemp -d /dev/shm/mc-dl-bench-reg-XXXXXX)
   reg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -153,14 +165,14 @@ YML
   # no run finds the layer already there.
   for comp in gzip none; do
     run "build hf:// docker:// ($comp, streamed)" \
-      "$engine --progress none build hf://org/bench docker://$reg/s\$RANDOM\$RANDOM:b --compression $comp" \
+      "$engine --progress none build hf://org/bench docker://$reg/s\$RANDOM\$RANDOM:b --base scratch --compression $comp" \
       "download, then build DIR docker:// ($comp)" \
-      "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m docker://$reg/d\$RANDOM\$RANDOM:b --compression $comp"
+      "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m docker://$reg/d\$RANDOM\$RANDOM:b --base scratch --compression $comp"
   done
   run "build hf:// oci:tmpfs (none, streamed)" \
-    "$engine --progress none build hf://org/bench oci:$layout:b --compression none" \
+    "$engine --progress none build hf://org/bench oci:$layout:b --base scratch --compression none" \
     "download, then build DIR oci:tmpfs (none)" \
-    "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m oci:$layout:b --compression none"
+    "$engine --progress none download hf://org/bench $out/m --jobs 8 && rm -rf $out/m/.mc-download && $engine --progress none build $out/m oci:$layout:b --base scratch --compression none"
   prep=
   rm -rf "$layout" "$reg_dir"
 else

@@ -99,13 +99,13 @@ for storage in $storages; do
   echo "registry storage: $storage"
   for c in gzip none; do
     measure "mc-engine build+push --compression $c" "" \
-      "'$engine' --progress none build '$dir' docker://$reg/\$REPO:v1 --compression $c --no-cache"
+      "'$engine' --progress none build '$dir' docker://$reg/\$REPO:v1 --base scratch --compression $c --no-cache"
   done
   # The floor: the layer blob mc-engine made, uploaded by curl (streamed from
   # the file with -T; --data-binary @file would read it into memory first).
   for c in gzip none; do
     rm -rf "$tmp/layout"
-    "$engine" --progress none build "$dir" "oci:$tmp/layout:x" --compression $c --no-cache >/dev/null 2>&1
+    "$engine" --progress none build "$dir" "oci:$tmp/layout:x" --base scratch --compression $c --no-cache >/dev/null 2>&1
     blob=$(find "$tmp/layout/blobs" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
     digest="sha256:$(basename "$blob")"
     measure "curl upload of the ready $c blob (floor)" "" \

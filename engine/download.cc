@@ -46,6 +46,7 @@
 
 #include "engine/cancel.h"
 #include "engine/download_state.h"
+#include "engine/executor.h"
 #include "registry/log.h"
 
 namespace mc::engine {
@@ -358,9 +359,11 @@ oci::Result<void> Run::Execute(std::vector<std::unique_ptr<FileJob>>& jobs) {
     }
   }
   int threads = std::max(1, std::min<int>(options_.jobs, static_cast<int>(segments)));
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back([this] { Worker(); });
-  for (auto& t : pool) t.join();
+  {
+    Executor workers(threads);  // the data plane's one place for threads
+    for (int t = 0; t < threads; ++t) workers.Post([this] { Worker(); });
+    workers.Join();
+  }
   // Keep what the segments reached, for the next run.
   for (auto& job : jobs) {
     struct stat st;

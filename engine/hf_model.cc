@@ -31,10 +31,11 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <thread>
 
 #include "engine/download.h"
+#include "engine/executor.h"
 #include "engine/hf_hub.h"
+#include "oci/buffer.h"
 #include "oci/tar.h"
 
 namespace mc::engine {
@@ -57,10 +58,11 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
         commit_(std::move(commit)),
         files_(std::move(files)),
         segment_size_(segment_size),
-        max_buffers_(static_cast<size_t>(prefetch) + 1) {
+        max_buffers_(static_cast<size_t>(prefetch) + 1),
+        workers_(prefetch) {
     for (size_t i = 0; i < files_.size(); ++i) index_[files_[i].name] = i;
     queued_.assign(files_.size(), false);
-    for (int t = 0; t < prefetch; ++t) workers_.emplace_back([this] { Work(); });
+    for (int t = 0; t < prefetch; ++t) workers_.Post([this] { Work(); });
   }
 
   ~HfStreamer() {
@@ -70,7 +72,7 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
     }
     stop_flag_ = true;
     cv_.notify_all();
-    for (auto& t : workers_) t.join();
+    workers_.Join();
   }
 
   oci::Result<std::unique_ptr<oci::Reader>> Open(const std::string& name);
@@ -78,8 +80,8 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
  private:
   struct Segment {
     uint64_t begin = 0, length = 0;
-    std::unique_ptr<std::byte[]> buffer;  // while fetched and not yet consumed
-    bool ready = false;                   // fetched and hashed, or failed
+    oci::Buffer buffer;  // while fetched and not yet consumed
+    bool ready = false;  // fetched and hashed, or failed
     std::optional<oci::Error> error;
   };
   struct FileState {
@@ -104,7 +106,7 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
   void Work();
   oci::Result<void> Fetch(FileState& st, Segment& seg, std::byte* into);
   // Returns a buffer of `st` to the pool (under mu_).
-  void Release(FileState& st, std::unique_ptr<std::byte[]> buffer);
+  void Release(FileState& st, oci::Buffer buffer);
   void Abandon(FileState& st);
 
   std::shared_ptr<HfClient> client_;
@@ -119,12 +121,12 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
   std::map<size_t, std::shared_ptr<FileState>> pending_;  // read ahead, not yet opened
   std::vector<bool> queued_;                              // file i was ever queued
   std::deque<std::pair<std::shared_ptr<FileState>, size_t>> queue_;
-  std::vector<std::unique_ptr<std::byte[]>> free_;
-  size_t buffers_ = 0;     // allocated so far (≤ max_buffers_)
-  size_t ahead_held_ = 0;  // buffers held by files not opened yet (< max_buffers_ / 2)
+  std::vector<oci::Buffer> free_;  // segment buffers, reused (never zero-filled)
+  size_t buffers_ = 0;             // allocated so far (≤ max_buffers_)
+  size_t ahead_held_ = 0;          // buffers held by files not opened yet (< max_buffers_ / 2)
   bool stop_ = false;
   std::atomic<bool> stop_flag_{false};  // for FetchRange
-  std::vector<std::thread> workers_;
+  Executor workers_;                    // last: its tasks use everything above
 };
 
 // Hands one file's ready segments out in order.
@@ -173,7 +175,7 @@ class HfStreamer::Reader final : public oci::Reader {
       }
     }
     size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), length_ - pos_));
-    std::memcpy(out.data(), current_.get() + pos_, n);
+    std::memcpy(out.data(), current_.data() + pos_, n);
     pos_ += n;
     return n;
   }
@@ -191,7 +193,7 @@ class HfStreamer::Reader final : public oci::Reader {
 
   std::shared_ptr<HfStreamer> owner_;
   std::shared_ptr<FileState> st_;
-  std::unique_ptr<std::byte[]> current_;
+  oci::Buffer current_;
   uint64_t length_ = 0, pos_ = 0;
   size_t next_ = 0;
   bool verified_empty_ = false;
@@ -245,7 +247,7 @@ oci::Result<std::unique_ptr<oci::Reader>> HfStreamer::Open(const std::string& na
   return std::make_unique<Reader>(shared_from_this(), std::move(st));
 }
 
-void HfStreamer::Release(FileState& st, std::unique_ptr<std::byte[]> buffer) {
+void HfStreamer::Release(FileState& st, oci::Buffer buffer) {
   --st.held;
   if (!st.opened) --ahead_held_;
   free_.push_back(std::move(buffer));
@@ -282,7 +284,7 @@ void HfStreamer::Work() {
   for (;;) {
     std::shared_ptr<FileState> st;
     size_t k = 0;
-    std::unique_ptr<std::byte[]> buffer;
+    oci::Buffer buffer;
     bool skip = false;  // the file already failed: its reader stops there
     {
       std::unique_lock lock(mu_);
@@ -306,13 +308,13 @@ void HfStreamer::Work() {
         buffer = std::move(free_.back());
         free_.pop_back();
       } else {
-        buffer = std::make_unique_for_overwrite<std::byte[]>(segment_size_);
+        buffer = oci::Buffer::Heap(static_cast<size_t>(segment_size_));
         ++buffers_;
       }
     }
     Segment& seg = st->segments[k];
     auto status = skip ? Fail(ErrorCode::kCancelled, "an earlier segment failed")
-                       : Fetch(*st, seg, buffer.get());
+                       : Fetch(*st, seg, buffer.data());
     std::unique_lock lock(mu_);
     if (status) {
       // Hash in file order; the earlier segments were queued first, so they
@@ -320,7 +322,7 @@ void HfStreamer::Work() {
       cv_.wait(lock, [&] { return st->hashed == k || st->failed || st->abandoned || stop_; });
       if (st->hashed == k && !st->failed && !st->abandoned) {
         lock.unlock();  // only this thread may hash segment k
-        st->hasher->Update(std::span(buffer.get(), seg.length));
+        st->hasher->Update(std::span<const std::byte>(buffer.data(), seg.length));
         lock.lock();
         ++st->hashed;
       }
