@@ -64,6 +64,12 @@ registry::RemoteOptions ToRemoteOptions(const RemoteSettings& s) {
   o.authfile = s.authfile;
   o.creds = s.creds;
   if (!s.side.empty()) o.side = s.side;
+  o.flag_prefix = s.flag_prefix;
+  o.anonymous = s.anonymous;
+  o.creds_flag = s.creds_flag;
+  // --retry-delay is the base of upload recovery's backoff too.
+  o.upload.backoff.base = s.transport.retry_delay;
+  o.upload.backoff.ceiling = std::max(o.upload.backoff.ceiling, s.transport.retry_delay);
   if (s.chunk_size > 0) o.upload.chunk_size = s.chunk_size;
   // SIGINT/SIGTERM stop an upload between chunks, its session kept for the next run.
   o.upload.cancelled = [] { return Cancelled(); };

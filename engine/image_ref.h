@@ -32,8 +32,11 @@ struct RemoteSettings {
   registry::TransportOptions transport;
   std::string authfile;
   std::string creds;
-  std::string side;         // "source" / "destination", for messages
-  uint64_t chunk_size = 0;  // upload chunk size (0 = default)
+  std::string side;                    // "source" / "destination", for messages
+  std::string flag_prefix;             // "src-" / "dest-": this side's flags, for messages
+  bool anonymous = false;              // no credentials, no auth file lookup
+  std::string creds_flag = "--creds";  // the flag `creds` came from, for messages
+  uint64_t chunk_size = 0;             // upload chunk size (0 = default)
 };
 
 struct OpenedDestination {
