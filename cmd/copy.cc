@@ -250,10 +250,12 @@ void AddSkopeoCopyFlags(CLI::App* cmd, CopyFlags& f) {
 void SetupCopy(CLI::App& app, Context& ctx) {
   auto f = std::make_shared<CopyFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "copy", "copy an image between oci: and docker:// locations (registry to registry: mirror)");
-  cmd->add_option("locations", f->locations,
-                  "[SRC] DEST: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]; SRC may be "
-                  "omitted with --metadata")
+      "copy",
+      "copy an image between oci:, dir: and docker:// locations (registry to registry: mirror)");
+  cmd->add_option(
+         "locations", f->locations,
+         "[SRC] DEST: oci:DIR[:TAG], dir:DIR or docker://HOST/REPO[:TAG|@DIGEST]; SRC may be "
+         "omitted with --metadata")
       ->required()
       ->expected(1, 2);
   AddRegistryFlags(cmd, f->common);
