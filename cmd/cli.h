@@ -25,6 +25,8 @@ struct GlobalOptions {
 struct Context {
   GlobalOptions global;
   engine::Progress progress;
+  // Set by a subcommand's -q/--quiet: no progress display, warnings and errors only.
+  bool quiet = false;
   // Set by the chosen subcommand's callback; run after parsing.
   std::function<oci::Result<void>()> run;
 };

@@ -8,12 +8,16 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "cmd/args.h"
 #include "cmd/cli.h"
 #include "cmd/progress_render.h"
 #include "engine/cancel.h"
@@ -38,7 +42,7 @@ class JsonSink final : public spdlog::sinks::base_sink<std::mutex> {
   void flush_() override { std::fflush(stderr); }
 };
 
-void InstallLogger(const GlobalOptions& g) {
+void InstallLogger(const GlobalOptions& g, bool quiet) {
   spdlog::sink_ptr sink;
   if (g.log_format == "json") {
     sink = std::make_shared<JsonSink>();
@@ -49,6 +53,7 @@ void InstallLogger(const GlobalOptions& g) {
   auto logger = std::make_shared<spdlog::logger>("mc", sink);
   logger->set_level(g.verbose >= 2   ? spdlog::level::trace
                     : g.verbose == 1 ? spdlog::level::debug
+                    : quiet          ? spdlog::level::warn
                                      : spdlog::level::info);
   registry::SetLogger(logger);
 }
@@ -86,14 +91,25 @@ int Main(int argc, char** argv) {
   app.add_option("--progress", ctx.global.progress, "progress display: auto, bar, lines, none")
       ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
   app.add_flag("-v,--verbose", ctx.global.verbose, "more logging (repeat for HTTP tracing)");
+  // Taken before the subcommand as skopeo does; PrepareArgs moves it after the
+  // subcommand name, whose own --tls-verify then gets it.
+  std::optional<bool> tls_verify_before_command;
+  app.add_option("--tls-verify", tls_verify_before_command,
+                 "require HTTPS and verify certificates (also accepted before the command)");
   app.fallthrough();
 
   auto& commands = RegisteredCommands();
   std::sort(commands.begin(), commands.end());
   for (const auto& [order, setup] : commands) setup(app, ctx);
 
+  auto args = PrepareArgs(app, std::vector<std::string>(argv, argv + argc));
+  if (!args) {
+    PrintError(ctx.global, args.error().message);
+    return 2;
+  }
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> reversed(args->rbegin(), args->rend() - 1);
+    app.parse(reversed);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -109,14 +125,15 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
-  InstallLogger(ctx.global);
+  InstallLogger(ctx.global, ctx.quiet);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
 
   oci::Result<void> result;
   {
-    ProgressRenderer renderer(ctx.progress, ctx.global.progress, ctx.global.log_format == "json");
+    ProgressRenderer renderer(ctx.progress, ctx.quiet ? "none" : ctx.global.progress,
+                              ctx.global.log_format == "json");
     result = ctx.run();
   }
   if (!result) {

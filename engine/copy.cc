@@ -211,8 +211,6 @@ Result<CopyResult> Copier::Run(const std::string& tag_or_digest,
   bool whole_tree = false;
   if (auto have = dest_.ManifestDigest(top.digest.String()); have && *have == top.digest) {
     whole_tree = true;
-    registry::Log()->info("{} already holds {}; nothing to copy", dest_.Describe(),
-                          top.digest.Short());
   } else {
     MC_RETURN_IF_ERROR(CopyTree(top));
   }
@@ -229,8 +227,16 @@ Result<CopyResult> Copier::Run(const std::string& tag_or_digest,
     }
     ++manifests_;
   }
+  if (whole_tree && tagged) {
+    registry::Log()->info("{} already holds {}; nothing to copy", dest_.Describe(),
+                          top.digest.Short());
+  } else if (whole_tree) {
+    registry::Log()->info("{} already holds {}; tagged it {}", dest_.Describe(), top.digest.Short(),
+                          tag.value_or(""));
+  }
   CopyResult out;
   out.already_present = whole_tree;
+  out.tagged_existing = whole_tree && !tagged;
   out.manifest = std::move(top);
   out.blobs_present = present_;
   out.blobs_mounted = mounted_;

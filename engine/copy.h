@@ -63,6 +63,7 @@ struct CopyResult {
   uint64_t bytes_copied = 0;     // bytes streamed
   size_t manifests = 0;          // manifests stored (children + top)
   bool already_present = false;  // the destination held the whole image
+  bool tagged_existing = false;  // ... and the copy put the tag on it
 };
 
 // Copies `tag_or_digest` of `src` to `dest`, tagging the top manifest with

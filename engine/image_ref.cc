@@ -4,6 +4,7 @@
 
 #include "engine/cancel.h"
 
+#include "oci/dir_layout.h"
 #include "oci/layout.h"
 #include "registry/reference.h"
 #include "registry/remote.h"
@@ -12,6 +13,7 @@ namespace mc::engine {
 
 std::string ImageLocation::TagOrDigest() const {
   if (kind == Kind::kOciLayout) return tag;
+  if (kind == Kind::kDir) return "";
   size_t at = reference.find('@');
   if (at != std::string::npos) return reference.substr(at + 1);
   size_t slash = reference.rfind('/');
@@ -42,6 +44,16 @@ oci::Result<ImageLocation> ParseImageLocation(const std::string& s) {
     }
     return loc;
   }
+  if (s.starts_with("dir:")) {
+    loc.kind = ImageLocation::Kind::kDir;
+    loc.path = s.substr(4);
+    if (loc.path.empty()) {
+      return oci::Fail(
+          oci::ErrorCode::kInvalidInput,
+          "invalid image location \"" + s + "\": dir: needs a directory, e.g. dir:./img");
+    }
+    return loc;
+  }
   if (s.starts_with("docker://")) {
     loc.kind = ImageLocation::Kind::kDocker;
     loc.reference = s.substr(9);
@@ -51,9 +63,9 @@ oci::Result<ImageLocation> ParseImageLocation(const std::string& s) {
     }
     return loc;
   }
-  return oci::Fail(
-      oci::ErrorCode::kInvalidInput,
-      "invalid image location \"" + s + "\": use oci:DIR[:TAG] or docker://HOST/REPO[:TAG]");
+  return oci::Fail(oci::ErrorCode::kInvalidInput,
+                   "invalid image location \"" + s +
+                       "\": use oci:DIR[:TAG], dir:DIR or docker://HOST/REPO[:TAG]");
 }
 
 namespace {
@@ -64,6 +76,12 @@ registry::RemoteOptions ToRemoteOptions(const RemoteSettings& s) {
   o.authfile = s.authfile;
   o.creds = s.creds;
   if (!s.side.empty()) o.side = s.side;
+  o.flag_prefix = s.flag_prefix;
+  o.anonymous = s.anonymous;
+  o.creds_flag = s.creds_flag;
+  // --retry-delay is the base of upload recovery's backoff too.
+  o.upload.backoff.base = s.transport.retry_delay;
+  o.upload.backoff.ceiling = std::max(o.upload.backoff.ceiling, s.transport.retry_delay);
   if (s.chunk_size > 0) o.upload.chunk_size = s.chunk_size;
   // SIGINT/SIGTERM stop an upload between chunks, its session kept for the next run.
   o.upload.cancelled = [] { return Cancelled(); };
@@ -78,6 +96,12 @@ registry::RemoteOptions ToRemoteOptions(const RemoteSettings& s) {
 oci::Result<OpenedDestination> OpenDestination(const ImageLocation& loc,
                                                const RemoteSettings& remote) {
   OpenedDestination out;
+  if (loc.kind == ImageLocation::Kind::kDir) {
+    MC_ASSIGN_OR_RETURN(auto dest, oci::DirDestination::Open(loc.path));
+    out.dest = std::move(dest);
+    out.canonical = "dir:" + loc.path;
+    return out;
+  }
   if (loc.kind == ImageLocation::Kind::kOciLayout) {
     MC_ASSIGN_OR_RETURN(auto dest, oci::LayoutDestination::Open(loc.path));
     out.dest = std::move(dest);
@@ -100,6 +124,12 @@ oci::Result<OpenedDestination> OpenDestination(const ImageLocation& loc,
 
 oci::Result<OpenedSource> OpenSource(const ImageLocation& loc, const RemoteSettings& remote) {
   OpenedSource out;
+  if (loc.kind == ImageLocation::Kind::kDir) {
+    MC_ASSIGN_OR_RETURN(auto src, oci::DirSource::Open(loc.path));
+    out.source = std::move(src);
+    out.canonical = "dir:" + loc.path;
+    return out;
+  }
   if (loc.kind == ImageLocation::Kind::kOciLayout) {
     MC_ASSIGN_OR_RETURN(auto src, oci::LayoutSource::Open(loc.path));
     out.source = std::move(src);

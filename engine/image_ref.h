@@ -1,6 +1,7 @@
 // Image locations as users type them (skopeo transports):
 //   oci:DIR[:TAG]            an OCI layout directory (split at the first ':')
 //   docker://HOST/REPO[:TAG|@DIGEST]
+//   dir:PATH                 skopeo's directory layout (oci/dir_layout.h), no tag
 #pragma once
 
 #include <memory>
@@ -13,9 +14,9 @@
 namespace mc::engine {
 
 struct ImageLocation {
-  enum class Kind { kOciLayout, kDocker };
+  enum class Kind { kOciLayout, kDocker, kDir };
   Kind kind = Kind::kOciLayout;
-  std::string path;       // kOciLayout: the directory
+  std::string path;       // kOciLayout, kDir: the directory
   std::string tag;        // kOciLayout: tag ("" = none given)
   std::string reference;  // kDocker: "host/repo[:tag][@digest]" as typed
   std::string original;   // what the user typed
@@ -32,8 +33,11 @@ struct RemoteSettings {
   registry::TransportOptions transport;
   std::string authfile;
   std::string creds;
-  std::string side;         // "source" / "destination", for messages
-  uint64_t chunk_size = 0;  // upload chunk size (0 = default)
+  std::string side;                    // "source" / "destination", for messages
+  std::string flag_prefix;             // "src-" / "dest-": this side's flags, for messages
+  bool anonymous = false;              // no credentials, no auth file lookup
+  std::string creds_flag = "--creds";  // the flag `creds` came from, for messages
+  uint64_t chunk_size = 0;             // upload chunk size (0 = default)
 };
 
 struct OpenedDestination {

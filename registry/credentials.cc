@@ -214,10 +214,11 @@ oci::Result<Credential> Keychain::Resolve(std::string_view registry_in,
     c.username = s.substr(0, colon);
     if (colon != std::string::npos) c.password = s.substr(colon + 1);
     if (c.username.empty()) {
-      return oci::Fail(oci::ErrorCode::kInvalidInput,
-                       "--creds needs USERNAME[:PASSWORD] with a non-empty user name");
+      return oci::Fail(
+          oci::ErrorCode::kInvalidInput,
+          options_.creds_flag + " needs USERNAME[:PASSWORD] with a non-empty user name");
     }
-    c.source = "--creds";
+    c.source = options_.creds_flag;
     return c;
   }
   if (!options_.authfile.empty() && !fs::exists(options_.authfile)) {

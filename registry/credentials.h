@@ -49,8 +49,9 @@ struct Credential {
 };
 
 struct KeychainOptions {
-  std::optional<std::string> creds;  // --creds USER[:PASS]
-  std::string authfile;              // --authfile
+  std::optional<std::string> creds;    // --creds USER[:PASS]
+  std::string creds_flag = "--creds";  // the flag `creds` came from, for messages
+  std::string authfile;                // --authfile
   // Environment lookup (tests pass their own); default ::getenv.
   std::function<std::optional<std::string>(const std::string&)> getenv;
   // Helper lookup PATH; default $PATH.

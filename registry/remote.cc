@@ -143,7 +143,13 @@ oci::Result<std::string> ChooseScheme(const Reference& ref, const RemoteOptions&
     return ok;
   };
   bool loopback = IsLoopbackHost(ref.Hostname());
-  if (loopback && plain_answers()) return BaseUrl("http", ref);
+  if (loopback && plain_answers()) {
+    Log()->debug(
+        "{} is a loopback address answering plain HTTP: using http:// without "
+        "--tls-verify=false (loopback only)",
+        ref.registry());
+    return BaseUrl("http", ref);
+  }
   std::string https = BaseUrl("https", ref);
   HttpRequest probe;
   probe.url = https + "/v2/";
@@ -155,18 +161,35 @@ oci::Result<std::string> ChooseScheme(const Reference& ref, const RemoteOptions&
   }
   // The https failure (say, an unknown CA) is the telling error.
   if (!loopback && !o.transport.tls.verify && plain_answers()) return BaseUrl("http", ref);
+  // A plain-HTTP server answers a TLS hello with HTTP: OpenSSL says "wrong
+  // version number" (or "packet length too long"); name the flag that helps.
+  const std::string& m = r.error().message;
+  if (!loopback && o.transport.tls.verify &&
+      (r.error().code == oci::ErrorCode::kNetwork ||
+       r.error().code == oci::ErrorCode::kTransient) &&
+      (m.find("wrong version number") != std::string::npos ||
+       m.find("packet length too long") != std::string::npos)) {
+    oci::Error e = r.error();
+    e.message += ": " + ref.registry() +
+                 " seems to speak plain HTTP, not HTTPS; if you trust it, pass --tls-verify=false";
+    if (!o.flag_prefix.empty()) e.message += " (or --" + o.flag_prefix + "tls-verify=false)";
+    return std::unexpected(e);
+  }
   return std::unexpected(r.error());
 }
 
 oci::Result<Stack> BuildStack(const Reference& ref, const RemoteOptions& o) {
   Stack s;
-  s.base = o.base_transport
-               ? o.base_transport
-               : NewRetryTransport(NewCurlTransport(o.transport), o.transport.retry_times);
-  KeychainOptions kc;
-  if (!o.creds.empty()) kc.creds = o.creds;
-  kc.authfile = o.authfile;
-  MC_ASSIGN_OR_RETURN(s.credential, Keychain(kc).Resolve(ref.registry(), ref.repository()));
+  s.base = o.base_transport ? o.base_transport : NewHttpTransport(o.transport);
+  if (o.anonymous) {
+    Log()->debug("{}: accessing {} anonymously", o.side, ref.registry());
+  } else {
+    KeychainOptions kc;
+    if (!o.creds.empty()) kc.creds = o.creds;
+    kc.creds_flag = o.creds_flag;
+    kc.authfile = o.authfile;
+    MC_ASSIGN_OR_RETURN(s.credential, Keychain(kc).Resolve(ref.registry(), ref.repository()));
+  }
   MC_ASSIGN_OR_RETURN(s.base_url, ChooseScheme(ref, o, *s.base));
   return s;
 }
@@ -184,7 +207,15 @@ AuthFactory MakeAuthFactory(const Reference& ref, const Stack& s) {
 }
 
 oci::Error Side(const oci::Error& e, const RemoteOptions& o, const Reference& ref) {
-  return e.Wrap(o.side + " docker://" + ref.String());
+  oci::Error named = e;
+  // api_error.cc's hint names the common flags; this side has its own.
+  static constexpr std::string_view kHint = "(--creds, --authfile)";
+  if (size_t at = named.message.find(kHint); e.code == oci::ErrorCode::kUnauthorized &&
+                                             !o.flag_prefix.empty() && at != std::string::npos) {
+    named.message.replace(at, kHint.size(),
+                          "(--" + o.flag_prefix + "creds, --" + o.flag_prefix + "authfile)");
+  }
+  return named.Wrap(o.side + " docker://" + ref.String());
 }
 
 }  // namespace

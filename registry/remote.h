@@ -42,7 +42,13 @@ struct RemoteOptions {
   std::string authfile;              // --authfile ("" = default search)
   std::string creds;                 // --creds USER[:PASS] ("" = not given)
   std::string side = "destination";  // "source"/"destination", for messages
-  UploadOptions upload;              // chunk size of blob uploads
+  // Prefix of this side's flags in messages ("dest-": a rejected password
+  // names --dest-creds, --dest-authfile); "" names --creds, --authfile.
+  std::string flag_prefix;
+  std::string creds_flag = "--creds";  // the flag `creds` came from (--dest-creds, …)
+  // No credential at all (--src-no-creds/--dest-no-creds): no auth file is read.
+  bool anonymous = false;
+  UploadOptions upload;  // chunk size of blob uploads
   // "https" or "http" forces the scheme; "" = https with the fallback above.
   std::string scheme;
   // Tests: replaces the curl+retry stack (auth is still layered on top).

@@ -149,7 +149,11 @@ std::shared_ptr<Transport> NewRetryTransport(std::shared_ptr<Transport> inner,
 namespace mc::registry {
 
 std::shared_ptr<Transport> NewHttpTransport(const TransportOptions& options) {
-  return NewRetryTransport(NewCurlTransport(options), options.retry_times);
+  RetryOptions retry;
+  retry.retry_times = options.retry_times;
+  retry.base = options.retry_delay;
+  retry.ceiling = std::max(retry.ceiling, options.retry_delay);
+  return NewRetryTransport(NewCurlTransport(options), std::move(retry));
 }
 
 }  // namespace mc::registry

@@ -104,6 +104,9 @@ struct TransportOptions {
   // a registry may take minutes to verify a huge blob on its final PUT).
   std::chrono::milliseconds stall_timeout{120'000};
   int retry_times = 3;
+  // Base delay of the retry backoff (--retry-delay): retry n waits up to
+  // retry_delay·2^n, capped at max(30 s, retry_delay).
+  std::chrono::milliseconds retry_delay{500};
   std::string user_agent = "mc-engine";
   // Verbose tracing of requests (headers redacted).
   bool trace = false;
