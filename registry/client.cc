@@ -184,24 +184,8 @@ oci::Result<oci::RawManifest> RegistryClient::GetManifest(const std::string& tag
 
 oci::Result<void> RegistryClient::PutManifest(const oci::RawManifest& manifest,
                                               const std::string& tag_or_digest) {
-  HttpRequest req;
-  req.method = "PUT";
-  req.url = Url("manifests/" + tag_or_digest);
-  req.headers = {{"Content-Type", manifest.media_type}};
-  req.body = oci::AsBytes(manifest.bytes);
-  req.idempotent = true;
-  std::string what = "PUT manifest " + Describe() +
-                     (tag_or_digest.starts_with("sha256:") ? "@" : ":") + tag_or_digest;
-  MC_ASSIGN_OR_RETURN(auto resp, transport_->Send(std::move(req)));
-  if (resp.status != 201 && resp.status != 200 && resp.status != 202) {
-    return std::unexpected(ApiError(resp, {what, registry_}));
-  }
-  (void)resp.ReadBody(64 << 10);
-  oci::Digest want = oci::Digest::Of(manifest.bytes);
-  if (auto dcd = resp.Header("docker-content-digest"); dcd && *dcd != want.String()) {
-    return oci::Fail(oci::ErrorCode::kVerificationFailed,
-                     what + ": the registry stored digest " + *dcd + ", ours is " + want.String());
-  }
+  MC_ASSIGN_OR_RETURN(std::string subject, PutManifestWithSubject(manifest, tag_or_digest));
+  (void)subject;  // only referrers care whether the registry indexed a subject
   return {};
 }
 
