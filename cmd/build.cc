@@ -89,18 +89,6 @@ oci::Result<void> CheckCompressionLevel(oci::Compression c, int level) {
   return {};
 }
 
-engine::RemoteSettings Remote(const RegistryFlags& f, std::string side, int verbose) {
-  engine::RemoteSettings r;
-  r.transport.tls.verify = f.tls_verify;
-  r.transport.tls.cert_dir = f.cert_dir;
-  r.transport.retry_times = f.retry_times;
-  r.transport.trace = verbose >= 2;
-  r.authfile = f.authfile;
-  r.creds = f.creds;
-  r.side = std::move(side);
-  return r;
-}
-
 oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
   engine::BuildOptions o;
   o.prefix = f.prefix;

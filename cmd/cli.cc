@@ -39,6 +39,18 @@ int ExitCodeFor(oci::ErrorCode code) {
   return 1;
 }
 
+engine::RemoteSettings Remote(const RegistryFlags& f, std::string side, int verbose) {
+  engine::RemoteSettings r;
+  r.transport.tls.verify = f.tls_verify;
+  r.transport.tls.cert_dir = f.cert_dir;
+  r.transport.retry_times = f.retry_times;
+  r.transport.trace = verbose >= 2;
+  r.authfile = f.authfile;
+  r.creds = f.creds;
+  r.side = std::move(side);
+  return r;
+}
+
 void AddRegistryFlags(CLI::App* cmd, RegistryFlags& flags, const std::string& prefix) {
   cmd->add_option("--" + prefix + "authfile", flags.authfile,
                   "path of the authentication file (containers auth.json format)");

@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/image_ref.h"
 #include "engine/progress.h"
 #include "oci/error.h"
 
@@ -53,6 +54,8 @@ struct RegistryFlags {
   int retry_times = 3;
 };
 void AddRegistryFlags(CLI::App* cmd, RegistryFlags& flags, const std::string& prefix = "");
+// The engine's settings for one side ("source"/"destination") from those flags.
+engine::RemoteSettings Remote(const RegistryFlags& f, std::string side, int verbose);
 
 // Parses "SIZE" with optional K/M/G/T (binary) or KB/MB/GB/TB (decimal) suffix.
 oci::Result<uint64_t> ParseSize(std::string_view s);

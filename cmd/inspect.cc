@@ -32,14 +32,7 @@ oci::Result<void> RunInspect(const InspectFlags& f, int verbose) {
   }
   if (!f.format.empty()) MC_RETURN_IF_ERROR(engine::CheckGoTemplate(f.format));
   MC_ASSIGN_OR_RETURN(engine::ImageLocation loc, engine::ParseImageLocation(f.ref));
-  engine::RemoteSettings remote;
-  remote.transport.tls.verify = f.registry.tls_verify;
-  remote.transport.tls.cert_dir = f.registry.cert_dir;
-  remote.transport.retry_times = f.registry.retry_times;
-  remote.transport.trace = verbose >= 2;
-  remote.authfile = f.registry.authfile;
-  remote.creds = f.registry.creds;
-  remote.side = "source";
+  engine::RemoteSettings remote = Remote(f.registry, "source", verbose);
   MC_ASSIGN_OR_RETURN(engine::OpenedSource src, engine::OpenSource(loc, remote));
   if (f.referrers) {
     if (f.raw || f.config || !f.format.empty()) {

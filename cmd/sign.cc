@@ -87,14 +87,7 @@ oci::Result<void> RunSign(const SignCmdFlags& f, int verbose) {
                          f.ref);
   }
   MC_ASSIGN_OR_RETURN(auto key, LoadSignKey(f.sign));
-  engine::RemoteSettings remote;
-  remote.transport.tls.verify = f.registry.tls_verify;
-  remote.transport.tls.cert_dir = f.registry.cert_dir;
-  remote.transport.retry_times = f.registry.retry_times;
-  remote.transport.trace = verbose >= 2;
-  remote.authfile = f.registry.authfile;
-  remote.creds = f.registry.creds;
-  remote.side = "destination";
+  engine::RemoteSettings remote = Remote(f.registry, "destination", verbose);
   MC_ASSIGN_OR_RETURN(engine::OpenedDestination dest, engine::OpenDestination(loc, remote));
   auto* reg = dynamic_cast<registry::RegistryDestination*>(dest.dest.get());
   if (!reg) return oci::Fail(oci::ErrorCode::kInternal, "a docker:// destination is no registry");

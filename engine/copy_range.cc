@@ -99,8 +99,7 @@ class ParallelRangeStream final : public BufferStream {
       if (!buf) return window_.Fail(buf.error());
       const auto start = std::chrono::steady_clock::now();
       if (auto r = Fetch(i, *buf); !r) return window_.Fail(r.error());
-      // The probe's chunk was requested before the others: its time is short.
-      Measure(buf->size(), std::chrono::steady_clock::now() - start, i == first_index_);
+      Measure(buf->size(), std::chrono::steady_clock::now() - start);
       window_.Put(i, std::move(*buf));
     }
   }
@@ -140,7 +139,7 @@ class ParallelRangeStream final : public BufferStream {
             data.first(static_cast<size_t>(std::min<uint64_t>(data.size(), len - cur.size())))));
         if (cur.size() < len) continue;
         // Network time only: waiting for a window slot or a buffer is not.
-        Measure(cur.size(), std::chrono::steady_clock::now() - mark, false);
+        Measure(cur.size(), std::chrono::steady_clock::now() - mark);
         window_.Put(i, std::move(cur));
         if (i + 1 == chunks_) {
           done = true;
@@ -182,9 +181,9 @@ class ParallelRangeStream final : public BufferStream {
   // The single worker's rate, from its second chunk on (the first pays for
   // the connection and TCP slow start): below fan_out_below_, every worker
   // joins, for the rest of the blob.
-  void Measure(uint64_t bytes, std::chrono::steady_clock::duration took, bool skewed) {
+  void Measure(uint64_t bytes, std::chrono::steady_clock::duration took) {
     std::lock_guard lock(width_mu_);
-    if (width_ > 1 || fan_out_below_ == 0 || skewed || ++seen_chunks_ == 1) return;
+    if (width_ > 1 || fan_out_below_ == 0 || ++seen_chunks_ == 1) return;
     measured_bytes_ += bytes;
     measured_time_ += took;
     if (++measured_chunks_ < 2) return;
@@ -202,7 +201,7 @@ class ParallelRangeStream final : public BufferStream {
 
   Result<void> Fetch(uint64_t i, Buffer& buf) {
     const uint64_t off = i * chunk_;
-    const uint64_t len = std::min<uint64_t>(chunk_, static_cast<uint64_t>(desc_.size) - off);
+    const uint64_t len = ChunkLength(i);
     int attempts = 0;
     // The probe's reader serves chunk first_index_; only its claimer gets here.
     std::unique_ptr<Reader> r = i == first_index_ ? std::move(first_) : nullptr;

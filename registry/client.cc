@@ -80,20 +80,6 @@ oci::Result<void> RegistryClient::Ping() {
   return std::unexpected(ApiError(resp, {"ping " + base_url_ + "/v2/", registry_}));
 }
 
-// The next page of a tag list: RFC 8288 `Link: <URL>; rel="next"` (distribution
-// sends a path relative to the registry).
-static std::optional<std::string> NextLink(const HttpResponse& r) {
-  auto link = r.Header("link");
-  if (!link) return std::nullopt;
-  size_t open = link->find('<'), close = link->find('>');
-  if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
-  if (link->find("rel=\"next\"", close) == std::string::npos &&
-      link->find("rel=next", close) == std::string::npos) {
-    return std::nullopt;
-  }
-  return link->substr(open + 1, close - open - 1);
-}
-
 oci::Result<std::vector<std::string>> RegistryClient::ListTags() {
   std::vector<std::string> tags;
   std::string url = Url("tags/list");
@@ -115,7 +101,7 @@ oci::Result<std::vector<std::string>> RegistryClient::ListTags() {
         if (t.is_string()) tags.push_back(t.get<std::string>());
       }
     }
-    auto next = NextLink(resp);
+    auto next = NextPageLink(resp);
     if (!next) return tags;
     MC_ASSIGN_OR_RETURN(url, ResolveUrl(url, *next));
     if (!url.starts_with(base_url_ + "/")) {

@@ -212,4 +212,16 @@ std::string UrlEncode(std::string_view s, bool keep_slash) {
   return out;
 }
 
+std::optional<std::string> NextPageLink(const HttpResponse& r) {
+  auto link = r.Header("link");
+  if (!link) return std::nullopt;
+  size_t open = link->find('<'), close = link->find('>');
+  if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
+  if (link->find("rel=\"next\"", close) == std::string::npos &&
+      link->find("rel=next", close) == std::string::npos) {
+    return std::nullopt;
+  }
+  return link->substr(open + 1, close - open - 1);
+}
+
 }  // namespace mc::registry

@@ -46,6 +46,10 @@ bool IsUnsafeHostChange(const UrlParts& from, const UrlParts& to);
 // Dropped on cross-host redirects; redacted in traces.
 bool IsAuthHeader(std::string_view name);
 
+// The next page of a paged list (tags, referrers): RFC 8288 `Link: <URL>;
+// rel="next"` (distribution sends a path relative to the registry).
+std::optional<std::string> NextPageLink(const HttpResponse& r);
+
 // The value to print for a header in a trace: credentials become "<redacted>",
 // URLs (Location) lose their query and userinfo.
 std::string RedactHeaderValue(std::string_view name, std::string_view value);

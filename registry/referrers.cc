@@ -15,18 +15,6 @@ namespace {
 constexpr size_t kMaxIndexBytes = 8 << 20;
 constexpr int kMaxPages = 1000;
 
-std::optional<std::string> NextPage(const HttpResponse& r) {
-  auto link = r.Header("link");
-  if (!link) return std::nullopt;
-  size_t open = link->find('<'), close = link->find('>');
-  if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
-  if (link->find("rel=\"next\"", close) == std::string::npos &&
-      link->find("rel=next", close) == std::string::npos) {
-    return std::nullopt;
-  }
-  return link->substr(open + 1, close - open - 1);
-}
-
 }  // namespace
 
 oci::Result<std::optional<std::vector<oci::Descriptor>>> RegistryClient::GetReferrers(
@@ -61,7 +49,7 @@ oci::Result<std::optional<std::vector<oci::Descriptor>>> RegistryClient::GetRefe
       if (!d) return std::unexpected(d.error().Wrap(what));
       out.push_back(std::move(*d));
     }
-    auto next = NextPage(resp);
+    auto next = NextPageLink(resp);
     if (!next) return std::optional<std::vector<oci::Descriptor>>(std::move(out));
     MC_ASSIGN_OR_RETURN(url, ResolveUrl(url, *next));
     if (!url.starts_with(base_url_ + "/")) {
