@@ -7,12 +7,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 build=$root/build
 args=()
+exclude=()
 if [[ ${1:-} == --asan ]]; then
   build=$root/build-asan
   args=(-DMC_SANITIZE=ON -DMC_BUILD_BENCHMARKS=OFF)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  # The Tekton lint runs Python over YAML, none of our C++: the release run covers it.
+  exclude=(-E '^TektonLint\.')
 fi
 "$root/scripts/build.sh" "$build" "${args[@]}"
 cd "$build"
-ctest --output-on-failure -j"$(nproc)" --timeout 600
+ctest --output-on-failure -j"$(nproc)" --timeout 600 "${exclude[@]}"
