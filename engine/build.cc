@@ -280,8 +280,9 @@ Result<std::vector<BuiltLayer>> BuildModelLayers(
   std::vector<BuiltLayer> layers(groups.size());
   std::vector<std::optional<oci::Error>> errors(groups.size());
   std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
   auto work = [&] {
-    for (size_t i = next++; i < groups.size(); i = next++) {
+    for (size_t i = next++; i < groups.size() && !stop; i = next++) {
       if (Cancelled()) {
         errors[i] = oci::Error{ErrorCode::kCancelled, "interrupted"};
         continue;
@@ -309,9 +310,12 @@ Result<std::vector<BuiltLayer>> BuildModelLayers(
   {
     // Each layer's own stages run on executors of their own (layer_builder.cc),
     // so these tasks never wait for a task of this one.
-    Executor layers_at_once(static_cast<int>(parallel));
+    // A layer whose task threw has no result: stop, and fail the build below.
+    Executor layers_at_once(static_cast<int>(parallel), "layer build",
+                            [&](const oci::Error&) { stop = true; });
     for (size_t t = 0; t < parallel; ++t) layers_at_once.Post(work);
     layers_at_once.Join();
+    if (auto e = layers_at_once.error()) return std::unexpected(*e);
   }
   for (size_t i = 0; i < errors.size(); ++i) {
     if (errors[i]) {

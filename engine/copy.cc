@@ -85,7 +85,8 @@ class SlotGuard {
 // new items after the first error, which it returns. Every call has its own
 // executor: a child of an index runs its own ParallelFor over its blobs from
 // inside a task, and a shared fixed-size pool would deadlock on that nesting.
-Result<void> ParallelFor(size_t n, int threads, const std::function<Result<void>(size_t)>& fn) {
+Result<void> ParallelFor(const std::string& stage, size_t n, int threads,
+                         const std::function<Result<void>(size_t)>& fn) {
   std::atomic<size_t> next{0};
   std::mutex mu;
   std::optional<oci::Error> first;
@@ -106,10 +107,11 @@ Result<void> ParallelFor(size_t n, int threads, const std::function<Result<void>
     }
   };
   size_t t = std::min<size_t>(n, static_cast<size_t>(std::max(threads, 1)));
-  if (t <= 1) {
-    work();
-  } else {
-    Executor executor(static_cast<int>(t));
+  if (t > 0) {  // even one worker runs on the executor: it owns exceptions (executor.h)
+    Executor executor(static_cast<int>(t), stage, [&](const oci::Error& e) {
+      std::lock_guard lock(mu);
+      if (!first) first = e;
+    });
     for (size_t i = 0; i < t; ++i) executor.Post(work);
     executor.Join();
   }
@@ -257,7 +259,7 @@ Result<void> Copier::CopyTree(const RawManifest& m) {
 
 Result<void> Copier::CopyChildren(const RawManifest& index) {
   MC_ASSIGN_OR_RETURN(oci::Index idx, oci::ParseIndex(index.bytes, SrcSide() + " index"));
-  return ParallelFor(idx.manifests.size(), jobs_, [&](size_t i) -> Result<void> {
+  return ParallelFor("manifest walk", idx.manifests.size(), jobs_, [&](size_t i) -> Result<void> {
     const Descriptor& d = idx.manifests[i];
     MC_ASSIGN_OR_RETURN(RawManifest child, FetchManifest(d.digest.String(), d.media_type));
     MC_RETURN_IF_ERROR(CopyTree(child));
@@ -279,7 +281,8 @@ Result<void> Copier::CopyBlobs(const RawManifest& m) {
   // Largest first: the long transfers start early and the small ones fill in.
   std::stable_sort(blobs.begin(), blobs.end(),
                    [](const Descriptor& a, const Descriptor& b) { return a.size > b.size; });
-  return ParallelFor(blobs.size(), jobs_, [&](size_t i) { return EnsureBlob(blobs[i]); });
+  return ParallelFor("blob copy", blobs.size(), jobs_,
+                     [&](size_t i) { return EnsureBlob(blobs[i]); });
 }
 
 Result<void> Copier::EnsureBlob(const Descriptor& d) {
@@ -328,7 +331,7 @@ Result<Outcome> Copier::Transfer(const Descriptor& d) {
   oci::BlobHint hint{d.digest, d.size, d.media_type, opts_.mount_from};
   // One slot per destination and digest: a re-run of the same copy finds it.
   hint.resume = UploadResumeSlot(
-      opts_.resume_dir,
+      StateDir{opts_.resume_dir, ""},
       "copy-" + oci::Digest::Of(dest_.Describe()).hex().substr(0, 16) + "-" + d.digest.hex());
   for (int attempt = 0;; ++attempt) {
     hint.checked_absent = attempt == 0;

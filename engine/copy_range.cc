@@ -58,7 +58,8 @@ class ParallelRangeStream final : public BufferStream {
         fan_out_below_(fan_out_below),
         pool_(static_cast<size_t>(chunk), static_cast<size_t>(streams) + 1 + reserve),
         window_(static_cast<size_t>(streams), chunks_, &CancelFlag()),
-        executor_(static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(streams), chunks_))) {
+        executor_(static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(streams), chunks_)),
+                  "ranged read", [this](const oci::Error& e) { window_.Fail(e); }) {
     width_ = fan_out_below_ == 0 ? executor_.threads() : 1;
     for (int i = 0; i < executor_.threads(); ++i) executor_.Post([this, i] { Work(i); });
   }

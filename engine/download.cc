@@ -360,7 +360,7 @@ oci::Result<void> Run::Execute(std::vector<std::unique_ptr<FileJob>>& jobs) {
   }
   int threads = std::max(1, std::min<int>(options_.jobs, static_cast<int>(segments)));
   {
-    Executor workers(threads);  // the data plane's one place for threads
+    Executor workers(threads, "download", [this](const oci::Error& e) { Record(e); });
     for (int t = 0; t < threads; ++t) workers.Post([this] { Worker(); });
     workers.Join();
   }

@@ -3,14 +3,24 @@
 // A thin owner of boost::asio::thread_pool: the pool's threads start in its
 // constructor and stop after join(), so an Executor that lives for one blob or
 // one layer costs a few thread starts, nothing per task. We keep the wrapper
-// so that thread counts are decided in one place and so that destruction
-// always waits for the tasks, which reference stack objects of their stage.
+// so that thread counts are decided in one place, so that destruction always
+// waits for the tasks, which reference stack objects of their stage, and so
+// that no exception ever leaves a worker thread.
 #include "engine/executor.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <thread>
 
 namespace mc::engine {
+namespace {
+
+std::atomic<bool> fault_armed{false};
+std::mutex fault_mu;
+std::string fault_stage;  // guarded by fault_mu
+int fault_countdown = 0;  // guarded by fault_mu
+
+}  // namespace
 
 int DefaultJobs(int jobs) {
   if (jobs > 0) return jobs;
@@ -18,8 +28,11 @@ int DefaultJobs(int jobs) {
   return n == 0 ? 2 : static_cast<int>(n);
 }
 
-Executor::Executor(int threads)
-    : threads_(std::max(threads, 1)), pool_(static_cast<size_t>(threads_)) {}
+Executor::Executor(int threads, std::string stage, TaskFailureHandler on_failure)
+    : threads_(std::max(threads, 1)),
+      stage_(std::move(stage)),
+      on_failure_(std::move(on_failure)),
+      pool_(static_cast<size_t>(threads_)) {}
 
 Executor::~Executor() { Join(); }
 
@@ -27,6 +40,48 @@ void Executor::Join() {
   if (joined_) return;
   joined_ = true;
   pool_.join();
+}
+
+std::optional<oci::Error> Executor::error() const {
+  std::lock_guard lock(mu_);
+  return error_;
+}
+
+void Executor::BeforeTask() {
+  if (!fault_armed.load(std::memory_order_relaxed)) return;
+  std::lock_guard lock(fault_mu);
+  if (fault_countdown <= 0 || fault_stage != stage_) return;
+  if (--fault_countdown > 0) return;
+  fault_armed = false;
+  throw std::runtime_error("injected fault");
+}
+
+void Executor::Failed(std::exception_ptr e) {
+  std::string what = "unknown exception";
+  try {
+    std::rethrow_exception(std::move(e));
+  } catch (const std::exception& ex) {
+    what = ex.what();
+  } catch (...) {
+  }
+  oci::Error err{
+      oci::ErrorCode::kInternal, "internal error in the " + stage_ + " stage: " + what, 0, {}};
+  {
+    std::lock_guard lock(mu_);
+    if (!error_) error_ = err;
+  }
+  if (!on_failure_) return;
+  try {
+    on_failure_(err);
+  } catch (...) {  // a handler that throws must not end the process either
+  }
+}
+
+void InjectTaskFaultForTesting(std::string_view stage, int nth) {
+  std::lock_guard lock(fault_mu);
+  fault_stage = std::string(stage);
+  fault_countdown = nth;
+  fault_armed = nth > 0;
 }
 
 }  // namespace mc::engine

@@ -30,6 +30,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "engine/download.h"
@@ -59,7 +60,7 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
         files_(std::move(files)),
         segment_size_(segment_size),
         max_buffers_(static_cast<size_t>(prefetch) + 1),
-        workers_(prefetch) {
+        workers_(prefetch, "hf:// prefetch", [this](const oci::Error& e) { Stop(e); }) {
     for (size_t i = 0; i < files_.size(); ++i) index_[files_[i].name] = i;
     queued_.assign(files_.size(), false);
     for (int t = 0; t < prefetch; ++t) workers_.Post([this] { Work(); });
@@ -78,6 +79,17 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
   oci::Result<std::unique_ptr<oci::Reader>> Open(const std::string& name);
 
  private:
+  // A prefetch task threw (executor.h): every reader that waits gets `e`.
+  void Stop(const oci::Error& e) {
+    {
+      std::lock_guard lock(mu_);
+      if (!failure_) failure_ = e;
+      stop_ = true;
+    }
+    stop_flag_ = true;
+    cv_.notify_all();
+  }
+
   struct Segment {
     uint64_t begin = 0, length = 0;
     oci::Buffer buffer;  // while fetched and not yet consumed
@@ -125,6 +137,7 @@ class HfStreamer : public std::enable_shared_from_this<HfStreamer> {
   size_t buffers_ = 0;             // allocated so far (≤ max_buffers_)
   size_t ahead_held_ = 0;          // buffers held by files not opened yet (< max_buffers_ / 2)
   bool stop_ = false;
+  std::optional<oci::Error> failure_;   // why stop_ was set early (mu_)
   std::atomic<bool> stop_flag_{false};  // for FetchRange
   Executor workers_;                    // last: its tasks use everything above
 };
@@ -156,7 +169,10 @@ class HfStreamer::Reader final : public oci::Reader {
       }
       Segment& seg = st_->segments[next_];
       owner_->cv_.wait(lock, [&] { return seg.ready || owner_->stop_; });
-      if (!seg.ready) return Fail(ErrorCode::kCancelled, "hf:// streaming stopped");
+      if (!seg.ready) {
+        if (owner_->failure_) return std::unexpected(*owner_->failure_);
+        return Fail(ErrorCode::kCancelled, "hf:// streaming stopped");
+      }
       if (seg.error) {
         error_ = seg.error;
         return std::unexpected(*error_);
@@ -313,8 +329,13 @@ void HfStreamer::Work() {
       }
     }
     Segment& seg = st->segments[k];
-    auto status = skip ? Fail(ErrorCode::kCancelled, "an earlier segment failed")
-                       : Fetch(*st, seg, buffer.data());
+    oci::Result<void> status;
+    try {
+      status = skip ? Fail(ErrorCode::kCancelled, "an earlier segment failed")
+                    : Fetch(*st, seg, buffer.data());
+    } catch (const std::exception& e) {  // fails this file, not the stage
+      status = Fail(ErrorCode::kInternal, st->loc.file.path + ": internal error: " + e.what());
+    }
     std::unique_lock lock(mu_);
     if (status) {
       // Hash in file order; the earlier segments were queued first, so they

@@ -66,8 +66,10 @@ class ShardPipeline {
         // the one it holds, and what the sink keeps.
         out_pool_(codec.MaxOutputSize(oci::kShardSize),
                   (passthrough_ ? 0 : window_.capacity()) + 2 + sink_buffers_),
-        compress_(passthrough_ ? 1 : std::max(jobs, 1)),
-        writer_(1) {
+        // A task that throws fails the window like any error (executor.h).
+        compress_(passthrough_ ? 1 : std::max(jobs, 1), "compress",
+                  [this](const Error& e) { Fail(e); }),
+        writer_(1, "layer writer", [this](const Error& e) { Fail(e); }) {
     writer_.Post([this] { WriterLoop(); });
   }
 

@@ -386,7 +386,14 @@ size_t OnWriteDirect(char* data, size_t size, size_t n, void* userdata) {
         data, std::min(len, kSmallBodyLimit - std::min(kSmallBodyLimit, d->small_body.size())));
     return len;
   }
-  auto status = d->handler->on_body(std::span(reinterpret_cast<const std::byte*>(data), len));
+  // The handler is the caller's code, called from inside libcurl: nothing may
+  // unwind through libcurl's C frames.
+  oci::Result<void> status;
+  try {
+    status = d->handler->on_body(std::span(reinterpret_cast<const std::byte*>(data), len));
+  } catch (const std::exception& e) {
+    status = oci::Fail(oci::ErrorCode::kInternal, std::string("internal error: ") + e.what());
+  }
   if (!status) {
     d->error = status.error();
     return 0;

@@ -13,6 +13,7 @@
 
 #include "engine/cancel.h"
 #include "engine/copy_internal.h"
+#include "engine/executor.h"
 #include "oci/layout.h"
 #include "oci/media_types.h"
 #include "tests/support/mem_blob_sink.h"
@@ -261,6 +262,43 @@ TEST_F(CopyTest, LargeBlobUsesParallelRangesAndSurvivesBrokenReads) {
   EXPECT_EQ(dest.blobs.at(oci::Digest::Of(big)), big);
   EXPECT_GE(src.range_opens.load(), 16 + 20);  // every chunk, plus the resumed ones
   EXPECT_LE(src.breaks_left.load(), 0);
+}
+
+// A task that throws in any worker stage of copy (the manifest walk of an
+// index, the blob copies, the ranged reads of a large blob) fails the copy
+// with an error naming the stage: no terminate, no hang, no manifest stored.
+TEST_F(CopyTest, ATaskThatThrowsFailsTheCopyInEveryStage) {
+  RawManifest a = w_.Image("amd64", {shared_, RandomBytes(1 << 20, 11)});
+  RawManifest b = w_.Image("arm64", {shared_, RandomBytes(6000, 12)});
+  w_.Tag(w_.Index({{a, "amd64"}, {b, "arm64"}}), "latest");
+  auto src = *oci::LayoutSource::Open(src_dir_);
+  struct Case {
+    const char* stage;
+    int nth;
+  };
+  for (const Case& k : {Case{"manifest walk", 1}, Case{"manifest walk", 2}, Case{"blob copy", 1},
+                        Case{"blob copy", 3}, Case{"ranged read", 1}, Case{"ranged read", 2}}) {
+    SCOPED_TRACE(std::string(k.stage) + " task " + std::to_string(k.nth));
+    testing::MemDestination dest;
+    CopyOptions opts;
+    opts.jobs = 2;
+    opts.range_threshold = 100000;
+    opts.range_chunk = 65536;
+    opts.range_streams = 3;
+    opts.range_fan_out_below = 0;  // every stream from the start
+    InjectTaskFaultForTesting(k.stage, k.nth);
+    auto r = CopyImage(*src, "latest", dest, std::string("t"), opts);
+    InjectTaskFaultForTesting(k.stage, 0);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, oci::ErrorCode::kInternal) << r.error().message;
+    EXPECT_NE(r.error().message.find("internal error in the " + std::string(k.stage) +
+                                     " stage: injected fault"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_TRUE(dest.tags.empty());
+  }
+  testing::MemDestination dest;
+  EXPECT_TRUE(CopyImage(*src, "latest", dest, std::string("t")).has_value());
 }
 
 TEST_F(CopyTest, SingleStreamResumesByRangeOrFallsBack) {

@@ -2,8 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace mc::engine {
 namespace {
@@ -22,6 +27,53 @@ TEST(ExecutorTest, JoinWaitsForEveryTaskAndRunsMoveOnlyTasks) {
     e.Join();  // again: nothing to wait for
   }
   EXPECT_EQ(sum.load(), 5050);
+}
+
+// An exception never leaves a worker thread (it would be std::terminate): the
+// first one becomes the executor's error and reaches the stage's handler; the
+// other tasks still run.
+TEST(ExecutorTest, ATaskThatThrowsReachesTheHandlerAndTheOthersRun) {
+  std::atomic<int> ran{0};
+  std::mutex mu;
+  std::vector<std::string> seen;
+  Executor e(2, "test", [&](const oci::Error& err) {
+    std::lock_guard lock(mu);
+    seen.push_back(err.message);
+  });
+  e.Post([] { throw std::runtime_error("boom"); });
+  e.Post([] { throw 42; });  // not a std::exception
+  for (int i = 0; i < 10; ++i) e.Post([&] { ++ran; });
+  e.Join();
+  EXPECT_EQ(ran.load(), 10);
+  ASSERT_EQ(seen.size(), 2u);
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen[0], "internal error in the test stage: boom");
+  EXPECT_EQ(seen[1], "internal error in the test stage: unknown exception");
+  ASSERT_TRUE(e.error());
+  EXPECT_EQ(e.error()->code, oci::ErrorCode::kInternal);
+}
+
+TEST(ExecutorTest, InjectedFaultHitsTheNthTaskOfItsStageOnly) {
+  InjectTaskFaultForTesting("mine", 3);
+  std::atomic<int> ran{0};
+  {
+    Executor other(1, "other");
+    for (int i = 0; i < 5; ++i) other.Post([&] { ++ran; });
+    other.Join();
+    EXPECT_FALSE(other.error());
+  }
+  Executor mine(1, "mine");
+  for (int i = 0; i < 5; ++i) mine.Post([&] { ++ran; });
+  mine.Join();
+  EXPECT_EQ(ran.load(), 9);
+  ASSERT_TRUE(mine.error());
+  EXPECT_EQ(mine.error()->message, "internal error in the mine stage: injected fault");
+  // Fired once: disarmed afterwards.
+  Executor again(1, "mine");
+  again.Post([&] { ++ran; });
+  again.Join();
+  EXPECT_FALSE(again.error());
+  InjectTaskFaultForTesting("mine", 0);
 }
 
 TEST(ExecutorTest, DefaultJobs) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/download.h"
+#include "engine/executor.h"
 #include "oci/digest.h"
 #include "tests/support/paths.h"
 
@@ -470,6 +471,48 @@ TEST(OpenHfModelTest, AFailedFileStopsFetchingAndTheOthersStillRead) {
   EXPECT_EQ(ReadEntry(*in, "models/config.json", &err), hub->files["config.json"]);
   EXPECT_EQ(ReadEntry(*in, "models/a/c.txt", &err), "small");
   EXPECT_EQ(err.message, "");
+}
+
+// A download worker task that throws fails the run with an error naming the
+// stage (no terminate, no hang); the next run completes and verifies.
+TEST(DownloaderTest, AWorkerThatThrowsFailsTheRunAndTheNextOneCompletes) {
+  auto hub = MakeHub();
+  mc::testing::TempDir dir;
+  DownloadOptions o{"hf://org/m", dir.path()};
+  o.jobs = 3;
+  o.segment_size = 64 << 10;
+  o.hub = Options();
+  for (int nth : {1, 3}) {
+    InjectTaskFaultForTesting("download", nth);
+    auto r = Download(hub, o);
+    InjectTaskFaultForTesting("download", 0);
+    ASSERT_FALSE(r) << "task " << nth;
+    EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+    EXPECT_EQ(r.error().message, "internal error in the download stage: injected fault");
+  }
+  auto r = Download(hub, o);
+  ASSERT_TRUE(r) << r.error().message;
+  for (const auto& [path, content] : hub->files) {
+    EXPECT_TRUE(mc::testing::ReadFile(dir / path) == content) << path;
+  }
+}
+
+// A prefetch task of hf:// streaming that throws: every reader waiting for a
+// segment gets the error instead of waiting forever.
+TEST(OpenHfModelTest, APrefetchTaskThatThrowsFailsTheReaders) {
+  {
+    // One prefetch task, which throws before it fetches anything: deterministic.
+    auto hub = MakeHub();
+    InjectTaskFaultForTesting("hf:// prefetch", 1);
+    auto in = OpenStreamed(hub, 1);
+    ASSERT_TRUE(in) << in.error().message;
+    oci::Error err;
+    ReadEntry(*in, "models/a/b/weights.bin", &err);
+    ReadEntry(*in, "models/big.safetensors", &err);
+    InjectTaskFaultForTesting("hf:// prefetch", 0);
+    EXPECT_EQ(err.code, ErrorCode::kInternal) << err.message;
+    EXPECT_EQ(err.message, "internal error in the hf:// prefetch stage: injected fault");
+  }
 }
 
 }  // namespace

@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <set>
+
 #include "engine/build.h"
+#include "engine/executor.h"
 #include "oci/compress.h"
+#include "oci/layout.h"
 #include "oci/media_types.h"
 #include "tests/support/mem_blob_sink.h"
 #include "tests/support/paths.h"
@@ -97,7 +102,7 @@ class FailingDestination final : public oci::BlobSink {
       explicit W(FailingDestination* d) : d_(d) {}
       oci::Result<void> Write(std::span<const std::byte> data) override {
         n_ += data.size();
-        if (n_ > (1 << 20)) return oci::Fail(oci::ErrorCode::kIo, "disk full");
+        if (d_->fail_writes && n_ > (1 << 20)) return oci::Fail(oci::ErrorCode::kIo, "disk full");
         return {};
       }
       oci::Result<void> Commit(const oci::Digest&, uint64_t) override {
@@ -112,6 +117,7 @@ class FailingDestination final : public oci::BlobSink {
     };
     return std::make_unique<W>(this);
   }
+  bool fail_writes = true;
   bool committed = false;
   bool aborted = false;
 };
@@ -185,6 +191,110 @@ TEST(BuildImageTest, ConfigAndManifestForScratch) {
   auto strict = BuildImage(in, o, dest);
   ASSERT_FALSE(strict);
   EXPECT_EQ(strict.error().code, oci::ErrorCode::kInvalidInput);
+}
+
+// A task that throws (an allocation failure, a bug) in any stage of the layer
+// pipeline fails the layer with an error naming the stage: the process is not
+// terminated, nothing waits forever, and no blob is committed.
+TEST(LayerBuilderTest, ATaskThatThrowsFailsTheLayerInEveryStage) {
+  TempDir tmp;
+  auto entries = MakeEntries(tmp);  // three shards
+  struct Case {
+    const char* stage;
+    int nth;
+    oci::Compression c;
+  };
+  for (const Case& k :
+       {Case{"compress", 1, oci::Compression::kGzip}, Case{"compress", 3, oci::Compression::kZstd},
+        Case{"layer writer", 1, oci::Compression::kGzip},
+        Case{"layer writer", 1, oci::Compression::kNone}}) {
+    SCOPED_TRACE(std::string(k.stage) + " task " + std::to_string(k.nth));
+    FailingDestination dest;
+    dest.fail_writes = false;
+    LayerBuildOptions o;
+    o.compression = k.c;
+    o.jobs = 2;
+    InjectTaskFaultForTesting(k.stage, k.nth);
+    auto layer = BuildLayer(entries, o, dest);
+    InjectTaskFaultForTesting(k.stage, 0);
+    ASSERT_FALSE(layer);
+    EXPECT_EQ(layer.error().code, oci::ErrorCode::kInternal);
+    EXPECT_EQ(layer.error().message,
+              "internal error in the " + std::string(k.stage) + " stage: injected fault");
+    EXPECT_FALSE(dest.committed);
+    EXPECT_TRUE(dest.aborted);
+  }
+  // Disarmed, the same build works.
+  MemDestination dest;
+  EXPECT_TRUE(BuildLayer(entries, LayerBuildOptions{}, dest));
+}
+
+// Layers built at once: a layer task that throws fails the build, and no
+// manifest is stored.
+TEST(BuildImageTest, ALayerTaskThatThrowsFailsTheBuild) {
+  TempDir tmp;
+  MakeEntries(tmp);
+  WriteFile(tmp / "m/d.bin", "more");
+  for (int nth : {1, 2}) {
+    MemDestination dest;
+    ModelInput in;
+    in.dir = (tmp / "m").string();
+    BuildOptions o;
+    o.tag = "t";
+    o.max_layer_size = 4 << 20;  // two layers: a.bin, then the small files
+    o.use_cache = false;
+    o.parallel_layers = 2;
+    InjectTaskFaultForTesting("layer build", nth);
+    auto r = BuildImage(in, o, dest);
+    InjectTaskFaultForTesting("layer build", 0);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, oci::ErrorCode::kInternal);
+    EXPECT_EQ(r.error().message, "internal error in the layer build stage: injected fault");
+    EXPECT_TRUE(dest.tags.empty());
+    EXPECT_TRUE(dest.manifests.empty());
+  }
+}
+
+// A build into an oci: layout that fails after some layers were committed
+// leaves those blobs (no index entry, no temporary file); the next run of the
+// same build reuses them, so afterwards every blob is referenced.
+TEST(BuildImageTest, AFailedBuildsBlobsAreReusedByTheNextRun) {
+  TempDir tmp;
+  MakeEntries(tmp);  // a.bin (3 shards), b/c.json
+  WriteFile(tmp / "m/d.bin", "more");
+  ModelInput in;
+  in.dir = (tmp / "m").string();
+  BuildOptions o;
+  o.tag = "t";
+  o.max_layer_size = 4 << 20;  // two layers: a.bin (3 shards), then the small files
+  o.parallel_layers = 1;
+  o.use_cache = false;
+  auto blobs = [&] {
+    std::set<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(tmp / "l/blobs/sha256")) {
+      names.insert(e.path().filename().string());
+    }
+    return names;
+  };
+  {
+    auto dest = oci::LayoutDestination::Open(tmp / "l");
+    ASSERT_TRUE(dest) << dest.error().message;
+    InjectTaskFaultForTesting("compress", 4);  // the second layer's only shard
+    auto r = BuildImage(in, o, **dest);
+    InjectTaskFaultForTesting("compress", 0);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, oci::ErrorCode::kInternal) << r.error().message;
+  }
+  EXPECT_TRUE(oci::ReadLayoutIndex(tmp / "l")->manifests.empty());
+  const auto after_failure = blobs();
+  EXPECT_EQ(after_failure.size(), 1u);  // the first layer, nothing temporary
+  auto dest = oci::LayoutDestination::Open(tmp / "l");
+  auto r = BuildImage(in, o, **dest);
+  ASSERT_TRUE(r) << r.error().message;
+  std::set<std::string> referenced = {r->config.digest.hex(), r->manifest.digest.hex()};
+  for (const auto& l : r->layers) referenced.insert(l.descriptor.digest.hex());
+  EXPECT_EQ(blobs(), referenced);
+  for (const auto& b : after_failure) EXPECT_TRUE(referenced.contains(b)) << b;
 }
 
 TEST(BuildImageTest, RfcTime) {
