@@ -118,13 +118,29 @@ oci::Result<DirFd> OpenBeneath(const DirFd& root, std::string_view rel, bool cre
   return DirFd(cur, shown);
 }
 
+oci::Result<DirFd> StateDir::Open(bool create) const {
+  MC_ASSIGN_OR_RETURN(DirFd top, OpenRootDir(root, create));
+  if (rel.empty()) return top;
+  return OpenBeneath(top, rel, create);
+}
+
 oci::Result<std::string> ReadFileAt(const DirFd& dir, const std::string& name, size_t max) {
-  int fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO planted there must not hang the run.
+  int fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) return Fail(ErrorCode::kNotFound, dir.Child(name) + " does not exist");
+    if (err == ELOOP) {
+      return Fail(ErrorCode::kInvalidInput,
+                  dir.Child(name) + " is a symbolic link; it is not followed");
+    }
     return Fail(ErrorCode::kInvalidInput,
                 "cannot open " + dir.Child(name) + ": " + oci::ErrnoMessage(err));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Fail(ErrorCode::kInvalidInput, dir.Child(name) + " is not a regular file");
   }
   std::string out;
   char buf[64 << 10];
@@ -148,12 +164,12 @@ oci::Result<std::string> ReadFileAt(const DirFd& dir, const std::string& name, s
 }
 
 oci::Result<void> WriteFileAtomicAt(const DirFd& dir, const std::string& name,
-                                    std::string_view data, bool sync) {
+                                    std::string_view data, bool sync, unsigned mode) {
   static std::atomic<uint64_t> counter{0};
   std::string tmp = "." + name + ".tmp-" + std::to_string(::getpid()) + "-" +
                     std::to_string(counter.fetch_add(1));
-  int fd =
-      ::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  int fd = ::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    static_cast<mode_t>(mode));
   if (fd < 0) {
     return Fail(ErrorCode::kIo,
                 "cannot create " + dir.Child(tmp) + ": " + oci::ErrnoMessage(errno));

@@ -54,6 +54,18 @@ oci::Result<DirFd> OpenRootDir(const std::filesystem::path& dir, bool create);
 // kNotFound.
 oci::Result<DirFd> OpenBeneath(const DirFd& root, std::string_view rel, bool create);
 
+// A state directory (build cache, upload sessions): `root`, which the user
+// chose and which may be reached through links, and `rel` below it, which we
+// own and open without following any link (OpenBeneath).
+struct StateDir {
+  std::filesystem::path root;
+  std::string rel;  // "" = root itself
+
+  std::filesystem::path path() const { return rel.empty() ? root : root / rel; }
+  // Opens it, creating what is missing when `create`.
+  oci::Result<DirFd> Open(bool create) const;
+};
+
 // Reads dir/name (not following a link there), at most `max` bytes
 // (kInvalidInput beyond). kNotFound when missing.
 oci::Result<std::string> ReadFileAt(const DirFd& dir, const std::string& name,
@@ -61,8 +73,8 @@ oci::Result<std::string> ReadFileAt(const DirFd& dir, const std::string& name,
 
 // Replaces dir/name atomically: a new temporary file in dir (O_EXCL), the
 // data, fsync when `sync`, renameat over name (a link at name is replaced,
-// not followed). The temporary file is removed on failure.
+// not followed). The temporary file is removed on failure. `mode` before the umask.
 oci::Result<void> WriteFileAtomicAt(const DirFd& dir, const std::string& name,
-                                    std::string_view data, bool sync = true);
+                                    std::string_view data, bool sync = true, unsigned mode = 0644);
 
 }  // namespace mc::engine

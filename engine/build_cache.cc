@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/beneath.h"
 #include "registry/log.h"
 
 namespace mc::engine {
@@ -12,12 +13,13 @@ using nlohmann::json;
 
 BuildCache::BuildCache(const std::string& cache_dir, const std::string& model_dir) {
   if (!cache_dir.empty()) {
-    dir_ = cache_dir;
+    dir_.root = cache_dir;
     return;
   }
   fs::path m = fs::absolute(model_dir).lexically_normal();
   if (m.filename().empty()) m = m.parent_path();
-  dir_ = m.parent_path() / ".mc-engine-cache" / m.filename();
+  dir_.root = m.parent_path();
+  dir_.rel = ".mc-engine-cache/" + m.filename().string();
 }
 
 std::string BuildCache::Key(const std::vector<oci::TarEntry>& entries,
@@ -99,8 +101,11 @@ std::optional<std::vector<BuiltLayer>> ParseLayers(const json& entry, std::strin
 }  // namespace
 
 json BuildCache::Load(bool warn) const {
-  fs::path file = dir_ / kStateFile;
-  auto bytes = oci::ReadFileToString(file, 16 << 20);
+  fs::path file = dir_.path() / kStateFile;
+  // Nothing below the cache directory is followed (beneath.h).
+  auto root = dir_.Open(/*create=*/false);
+  auto bytes = root ? ReadFileAt(*root, kStateFile, 16 << 20)
+                    : oci::Result<std::string>(std::unexpected(root.error()));
   if (!bytes) {
     if (warn && bytes.error().code != oci::ErrorCode::kNotFound) {
       registry::Log()->warn("ignoring the build cache {}: {}; it will be rewritten", file.string(),
@@ -138,15 +143,13 @@ std::optional<std::vector<BuiltLayer>> BuildCache::Lookup(const std::string& key
   auto layers = ParseLayers(*entry, why);
   if (!layers) {
     registry::Log()->warn("ignoring the build cache entry {} in {}: {}; it will be rewritten",
-                          key.substr(0, 12), (dir_ / kStateFile).string(), why);
+                          key.substr(0, 12), (dir_.path() / kStateFile).string(), why);
   }
   return layers;
 }
 
 void BuildCache::Store(const std::string& key, const std::vector<BuiltLayer>& layers) const {
   if (key.empty()) return;
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
   json j = Load(/*warn=*/false);  // Lookup already said what was wrong
   json ls = json::array();
   for (const auto& l : layers) {
@@ -161,8 +164,10 @@ void BuildCache::Store(const std::string& key, const std::vector<BuiltLayer>& la
   // Keep the state small: the last few builds are enough for re-runs.
   if (builds.size() > 16) builds = json::object();
   builds[key] = {{"layers", ls}};
-  auto r = oci::WriteFileAtomic(dir_ / kStateFile, j.dump(1));
-  if (!r) registry::Log()->debug("build cache not saved: {}", r.error().message);
+  auto root = dir_.Open(/*create=*/true);
+  auto r = root ? WriteFileAtomicAt(*root, kStateFile, j.dump(1))
+                : oci::Result<void>(std::unexpected(root.error()));
+  if (!r) registry::Log()->warn("build cache not saved: {}", r.error().message);
 }
 
 }  // namespace mc::engine

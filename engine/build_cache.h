@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/beneath.h"
 #include "engine/build.h"
 
 namespace mc::engine {
@@ -35,7 +36,9 @@ class BuildCache {
   std::optional<std::vector<BuiltLayer>> Lookup(const std::string& key) const;
   void Store(const std::string& key, const std::vector<BuiltLayer>& layers) const;
 
-  const std::filesystem::path& dir() const { return dir_; }
+  // --cache-dir as given, or the model's parent with ".mc-engine-cache/<name>"
+  // below it (opened without following links: beneath.h).
+  const StateDir& dir() const { return dir_; }
 
  private:
   static constexpr const char* kStateFile = "state.json";
@@ -43,7 +46,7 @@ class BuildCache {
   // missing or malformed (warned about when `warn`).
   nlohmann::json Load(bool warn) const;
 
-  std::filesystem::path dir_;
+  StateDir dir_;
 };
 
 }  // namespace mc::engine

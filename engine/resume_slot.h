@@ -15,27 +15,36 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
 #include <string_view>
 
+#include "engine/beneath.h"
 #include "oci/store.h"
 
 namespace mc::engine {
 
+// `<cache_dir>/uploads/<name>`. The cache directory itself may be reached
+// through links (the user chose it); below it nothing is followed
+// (beneath.h): an `uploads` that is a symlink, or a link at the file, is
+// never read through or written through (a warning; the slot stays empty).
 class FileResumeSlot final : public oci::ResumeSlot {
  public:
-  explicit FileResumeSlot(std::filesystem::path path) : path_(std::move(path)) {}
+  FileResumeSlot(StateDir cache_dir, std::string name)
+      : cache_dir_(std::move(cache_dir)), name_(std::move(name)) {}
   std::optional<std::string> Load() override;
   void Save(std::string_view state) override;
   void Clear() override;
-  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path path() const { return cache_dir_.path() / kDir / name_; }
+
+  static constexpr const char* kDir = "uploads";
 
  private:
-  std::filesystem::path path_;
+  StateDir cache_dir_;
+  std::string name_;
 };
 
 // `<cache_dir>/uploads/<name>.json`; null when cache_dir is empty (no resume).
 // `name` is made file-name safe (anything but [A-Za-z0-9._-] becomes '_').
-std::shared_ptr<oci::ResumeSlot> UploadResumeSlot(const std::filesystem::path& cache_dir,
-                                                  std::string_view name);
+std::shared_ptr<oci::ResumeSlot> UploadResumeSlot(const StateDir& cache_dir, std::string_view name);
 
 }  // namespace mc::engine
