@@ -202,6 +202,10 @@ void CurlTransport::ConfigureMethod(Transfer& t, const HttpRequest& r) {
     curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, internal::OnSeek);
     curl_easy_setopt(e, CURLOPT_SEEKDATA, &t);
     curl_off_t len = r.body_reader ? r.body_length : static_cast<curl_off_t>(body_size);
+    if (!r.body_reader && r.end_body_early && body_size > 0) {
+      len = -1;  // no Content-Length: the body may end early
+      t.end_early = r.end_body_early;
+    }
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, len);
     if (!r.body_reader) t.body = r.BodyParts();
     t.body_size = body_size;

@@ -189,6 +189,8 @@ size_t OnRead(char* data, size_t size, size_t n, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
   size_t len = size * n;
   if (!t->streamed_body) {
+    // Sent without a length: ending here ends the body (the last chunk).
+    if (t->end_early && t->end_early()) return 0;
     // Straight from the caller's parts into libcurl's send buffer.
     size_t k = 0;
     while (k < len && t->body_part < t->body.size()) {

@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -35,7 +36,8 @@ struct Transfer {
   // Worker only: read position (part index and offset in it).
   size_t body_part = 0;
   size_t part_pos = 0;
-  bool streamed_body = false;  // request body fed through `upload`
+  bool streamed_body = false;       // request body fed through `upload`
+  std::function<bool()> end_early;  // HttpRequest::end_body_early (in-memory bodies)
   size_t buffer_cap = 2 << 20;
   char errbuf[CURL_ERROR_SIZE] = {};
 

@@ -44,6 +44,11 @@ struct HttpRequest {
   bool follow_redirects = true;
   // Marks a request an outer layer retries itself: the retry decorator sends it once.
   bool no_retry = false;
+  // In-memory bodies only: when set, the body goes out without a length
+  // (chunked encoding on HTTP/1.1) and ends early, at the transport's next
+  // read, once this returns true. SIGTERM then stops an upload chunk on a
+  // slow link at once, and the registry keeps (and reports) what arrived.
+  std::function<bool()> end_body_early;
 
   // The in-memory body as parts: body_parts, or {body}.
   std::vector<std::span<const std::byte>> BodyParts() const;

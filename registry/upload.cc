@@ -32,6 +32,7 @@
 #include "registry/upload.h"
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <charconv>
 #include <thread>
 
@@ -166,7 +167,11 @@ oci::Result<void> UploadSession::Rotate() {
   // one goes up while the producer fills the next.
   MC_RETURN_IF_ERROR(WaitInFlight());
   TakeFilled();
-  in_flight_ = std::async(std::launch::async, [this] { return Flush(); });
+  if (!sender_) sender_ = std::make_unique<boost::asio::thread_pool>(1);
+  // An exception in Flush reaches the producer through the future.
+  auto task = std::make_shared<std::packaged_task<oci::Result<void>()>>([this] { return Flush(); });
+  in_flight_ = task->get_future();
+  boost::asio::post(*sender_, [task] { (*task)(); });
   return {};
 }
 
@@ -289,14 +294,28 @@ oci::Result<void> UploadSession::SendPiece() {
   req.body_parts = buffer_.Slice(start - buffer_start_, len);
   req.no_retry = true;
   req.follow_redirects = false;
+  req.end_body_early = options_.cancelled;  // see the top of upload.h
   stats_.patches++;
   stats_.bytes_sent += len;
   auto resp = target_.transport->Send(std::move(req));
   if (!resp) return Recover(Context(resp.error(), "PATCH"));
   if (resp->status == 202) {
     TakeLocation(*resp, url_);
+    uint64_t acked = start + len;
+    if (options_.cancelled && options_.cancelled()) {
+      // The body may have ended early: the registry's Range says how much it
+      // holds (distribution "0-<size-1>", Quay "0-<count-1>" on a PATCH).
+      auto range = ParseUploadRange(resp->Header("range").value_or(""));
+      acked =
+          range && range->offset >= start && range->offset <= start + len ? range->offset : start;
+      if (!range) need_resync_ = true;
+      if (acked < start + len) {
+        Log()->info("{}: chunk stopped at byte {} (interrupted); the session is kept",
+                    target_.describe, acked);
+      }
+    }
     Drain(*resp);
-    server_offset_ = start + len;
+    server_offset_ = acked;
     any_patch_ = true;
     fallback_.reset();
     attempts_ = 0;

@@ -11,6 +11,13 @@
 // chunk is full goes up as one monolithic `PUT ?digest=`. 413 halves the PATCH size. Commit() sends
 // the closing `PUT <url>?digest=` and checks the digest the registry reports.
 //
+// PATCH bodies go out without a length when UploadOptions::cancelled is set:
+// on SIGINT/SIGTERM the chunk on the wire ends at once (not after its last
+// byte), the registry keeps what arrived and says how much in the 202's
+// Range, and that offset and the new URL are persisted (on_progress) for the
+// next run. distribution checks Content-Range only together with a
+// Content-Length; Quay reads the start and appends the stream (protocols.md 1.8).
+//
 // What cannot be recovered in-session (the registry forgot the session —
 // distribution 2.8 cancels it when a PATCH broke after some bytes landed,
 // see upload.cc — and the bytes before the kept chunk are gone) is kTransient
@@ -30,6 +37,7 @@
 // kUnauthorized, kInvalidInput (size refusal, bad request), kVerificationFailed (digest).
 #pragma once
 
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -212,6 +220,9 @@ class UploadSession final : public oci::Writer {
   UploadChunk buffer_;              // kept (in flight) bytes [buffer_start_, buffer_end())
   UploadChunk filling_;             // the next chunk, stream bytes from buffer_end()
   std::vector<oci::Buffer> spare_;  // own segments for Write's copies, reused
+  // The sender: one thread for the session's life, started by the first
+  // chunk (a blob that fits one chunk goes up in one PUT and needs none).
+  std::unique_ptr<boost::asio::thread_pool> sender_;
   std::future<oci::Result<void>> in_flight_;  // Flush() of buffer_ on the sender
   uint64_t buffer_start_ = 0;                 // stream offset of buffer_[0]
   uint64_t stream_pos_ = 0;                   // bytes the producer has written

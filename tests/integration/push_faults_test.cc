@@ -10,6 +10,9 @@
 //     next run sends at most what the registry lacks plus one chunk — for
 //     `build` and for `copy`; the same after SIGKILL mid-PATCH (the next run
 //     asks the registry what it holds instead of trusting the saved offset);
+//   - SIGTERM while a chunk crawls over a slow link: the chunk ends early (its
+//     body has no length), the registry keeps what arrived, and the next run
+//     sends only the rest;
 //   - a network that stays down: exit 6 naming the registry.
 // Every image is read back with skopeo and GNU tar and compared with the model.
 #include <signal.h>
@@ -102,8 +105,9 @@ struct Interrupted {
   std::string output;
 };
 
-// SIGTERM/SIGINT: we stop between chunks, so any proxy will do (this one
-// counts and injects nothing) and the signal comes once 80 MiB went through.
+// SIGTERM/SIGINT: the chunk on the wire ends early and the registry keeps
+// what arrived, so any proxy will do (this one counts and injects nothing);
+// the signal comes once 80 MiB went through.
 // SIGKILL lands mid-PATCH: as in production (nginx, a load balancer) the
 // proxy buffers request bodies, and it holds the PATCH after 80 MiB so the
 // kill finds the client mid-body with nothing of that PATCH at the registry.
@@ -205,6 +209,45 @@ INSTANTIATE_TEST_SUITE_P(TermIntKill, SignalTest, ::testing::Values(SIGTERM, SIG
                                   : info.param == SIGINT ? "Int"
                                                          : "Kill";
                          });
+
+// A 16 MiB chunk at 2 MiB/s would take 8 s to finish after the signal; it
+// ends at once instead (within what the socket buffers already hold), with a
+// 202 for fewer bytes than the chunk, and nothing is sent twice.
+TEST(PushFaultsTest, SigtermEndsTheChunkOnASlowLinkEarly) {
+  RegistryFixture reg;
+  ASSERT_TRUE(reg.ok()) << reg.error();
+  FaultOptions slow;
+  slow.throttle_rate = 2 * kMiB;  // the first PATCH only
+  FaultProxy proxy(reg.host(), slow);
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  TempDir tmp;
+  const uint64_t weights = 24 * kMiB;
+  MakeModel(tmp / "model", weights);
+  std::string cmd = BuildCommand(tmp, proxy.host() + "/models/slow:v1", "--chunk-size 16M");
+  BackgroundCommand first(cmd, tmp / "first.log");
+  ASSERT_TRUE(first.WaitUntil([&] { return proxy.Log().find("throttled") != std::string::npos; },
+                              std::chrono::seconds(120)))
+      << first.Output();
+  first.Signal(SIGTERM);
+  ASSERT_EQ(first.Wait(), 143) << first.Output();
+  EXPECT_EQ(reg.CountRequests("DELETE"), 0) << "the session must be kept";
+  std::vector<ProxyRequest> patches;
+  for (const auto& r : proxy.Traffic()) {
+    if (r.method == "PATCH") patches.push_back(r);
+  }
+  ASSERT_EQ(patches.size(), 1u) << first.Output();
+  EXPECT_EQ(patches[0].status, "202") << first.Output();
+  EXPECT_GE(patches[0].body_bytes, 1 * kMiB);
+  EXPECT_LT(patches[0].body_bytes, 16 * kMiB) << "the chunk was not ended early";
+  EXPECT_NE(first.Output().find("the session is kept"), std::string::npos) << first.Output();
+
+  std::string out;
+  ASSERT_EQ(mc::testing::Run(cmd, &out), 0) << out;
+  EXPECT_NE(out.find("resuming the upload"), std::string::npos) << out;
+  uint64_t resent = proxy.BodyBytes("PATCH") + proxy.BodyBytes("PUT") - patches[0].body_bytes;
+  EXPECT_LE(resent, weights + 64 * 1024 - patches[0].body_bytes) << out;
+  EXPECT_TRUE(ImageHoldsModel(reg, reg.host() + "/models/slow:v1", tmp / "model", tmp / "copy"));
+}
 
 TEST(PushFaultsTest, ANetworkThatStaysDownIsExit6NamingTheRegistry) {
   RegistryFixture reg;

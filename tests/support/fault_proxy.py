@@ -24,6 +24,9 @@ production, for integration tests (protocols.md 1.3, 1.9):
                           requests), stop reading it and never forward it: the
                           client hangs mid-PATCH with nothing of it at the registry
                           (a moment to kill it at); logged as "stalled …"
+  --throttle-rate R        forward the body of the first --throttle-times requests
+                          with method --cut-method at R bytes/s (a slow link);
+                          logs "throttled … passed N bytes" once N >= 1 MiB went on
   --traffic-log F         one line per request: METHOD PATH BYTES STATUS, BYTES
                           the request body bytes forwarded to the upstream and
                           STATUS its answer ("cut"/"dropped" when faulted)
@@ -38,6 +41,7 @@ import http.server
 import socket
 import sys
 import threading
+import time
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
               "trailer", "upgrade"}
@@ -55,6 +59,7 @@ class State:
         self.drop_left = args.drop_response_times if args.drop_response_method else 0
         self.stall_skip_left = args.stall_skip
         self.stalls_left = 1 if args.stall_request_after > 0 else 0
+        self.throttles_left = args.throttle_times if args.throttle_rate > 0 else 0
 
     def log(self, line):
         with self.lock:
@@ -174,6 +179,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.traffic(self.command, self.path, 0, "incomplete")
                 return self.drop()
             pieces, cut_req = iter(buffered), False
+        throttle = (faulted and has_body and st.throttles_left > 0 and
+                    (not a.cut_method or a.cut_method == self.command) and
+                    st.take("throttles_left"))
+        if throttle:
+            pieces = self.throttled(pieces, a.throttle_rate)
         up = http.client.HTTPConnection(a.upstream, timeout=120)
         up.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         for k, v in self.headers.items():
@@ -211,6 +221,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st.traffic(self.command, self.path, sent, resp.status)
         self.relay_response(resp, faulted)
         up.close()
+
+    def throttled(self, pieces, rate):
+        """Yields the pieces in 64 KiB slices at `rate` bytes/s."""
+        st = self.server.state
+        start, passed, logged = time.monotonic(), 0, False
+        for piece in pieces:
+            for i in range(0, len(piece), 1 << 16):
+                part = piece[i:i + (1 << 16)]
+                yield part
+                passed += len(part)
+                if not logged and passed >= 1 << 20:
+                    logged = True
+                    st.log(f"throttled {self.command} {self.path.split('?')[0]} passed "
+                           f"{passed} bytes")
+                delay = start + passed / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
 
     @staticmethod
     def send_piece(up, piece, chunked):
@@ -294,6 +321,8 @@ def main():
     p.add_argument("--traffic-log", default="")
     p.add_argument("--stall-request-after", type=int, default=0)
     p.add_argument("--stall-skip", type=int, default=0)
+    p.add_argument("--throttle-rate", type=int, default=0)
+    p.add_argument("--throttle-times", type=int, default=1)
     args = p.parse_args()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

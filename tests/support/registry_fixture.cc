@@ -418,6 +418,10 @@ FaultProxy::FaultProxy(const std::string& upstream, const FaultOptions& o) {
                                "--drop-response-times", std::to_string(o.drop_response_times)});
     }
     argv.insert(argv.end(), {"--traffic-log", (dir_ / "traffic.log").string()});
+    if (o.throttle_rate > 0) {
+      argv.insert(argv.end(), {"--throttle-rate", std::to_string(o.throttle_rate),
+                               "--throttle-times", std::to_string(o.throttle_times)});
+    }
     if (o.stall_request_after > 0) {
       argv.insert(argv.end(), {"--stall-request-after", std::to_string(o.stall_request_after),
                                "--stall-skip", std::to_string(o.stall_skip)});

@@ -170,6 +170,10 @@ struct FaultOptions {
   // this many body bytes, forwarding nothing of it ("stalled" in Log()).
   int64_t stall_request_after = 0;
   int stall_skip = 0;
+  // Forward the bodies of the first throttle_times cut_method requests at
+  // this many bytes/s (a slow link; "throttled … passed" in Log() after 1 MiB).
+  int64_t throttle_rate = 0;
+  int throttle_times = 1;
 };
 
 // One request as the proxy forwarded it.
