@@ -314,6 +314,12 @@ TEST_F(ModelPackTest, MixedModelLayersConfigAndSchema) {
   EXPECT_EQ(summary["ModelPack"]["config"]["paramSize"], "1.6M");
   EXPECT_EQ(summary["LayersData"][0]["Annotations"]["org.cncf.model.filepath"],
             "model-00001-of-00002.safetensors");
+  ASSERT_EQ(Sh(Engine() + " inspect -f '{{.ArtifactType}} {{.ModelPack.config.paramSize}}' " +
+                   Quote(Layout(tmp_ / "layout")),
+               &out, false),
+            0)
+      << out;
+  EXPECT_EQ(out, "application/vnd.cncf.model.manifest.v1+json 1.6M\n");
 }
 
 TEST_F(ModelPackTest, DeterministicAcrossJobsRunsAndCompression) {
