@@ -14,7 +14,9 @@
 // method), the safetensors headers (dtypes and element counts: precision and
 // parameter size; a few KiB per file), and the model card's front matter
 // (licenses, authors, languages). What cannot be read is left out, never
-// guessed: the schema makes every config field optional.
+// guessed: the schema makes every config field optional. These reads come
+// before the layers (for hf:// a few small ranged requests ahead of the
+// stream); the config itself is written after them, as it holds their diffIds.
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -190,9 +192,9 @@ void ReadCard(const std::vector<oci::TarEntry>& entries, const FileReader& reade
   if (!card.languages.empty()) config["capabilities"] = {{"languages", card.languages}};
 }
 
-json ModelConfig(const std::vector<oci::TarEntry>& entries, const FileReader& reader,
-                 const ModelInput& in, const BuildOptions& o,
-                 const std::vector<BuiltLayer>& layers) {
+// The config's descriptor and config objects (modelfs comes with the layers).
+json ModelFacts(const std::vector<oci::TarEntry>& entries, const FileReader& reader,
+                const ModelInput& in, const BuildOptions& o) {
   json descriptor = json::object();
   json config = json::object();
   descriptor["createdAt"] = Rfc3339(o.mtime);
@@ -217,11 +219,7 @@ json ModelConfig(const std::vector<oci::TarEntry>& entries, const FileReader& re
   if (!config.contains("precision") && !torch_precision.empty())
     config["precision"] = torch_precision;
   ReadCard(entries, reader, descriptor, config);
-  json diff_ids = json::array();
-  for (const auto& l : layers) diff_ids.push_back(l.diff_id.String());
-  return {{"descriptor", descriptor},
-          {"config", config},
-          {"modelfs", {{"type", "layers"}, {"diffIds", diff_ids}}}};
+  return {{"descriptor", descriptor}, {"config", config}};
 }
 
 // Entries named under the prefix ("models/a/b") → relative to the model root
@@ -294,6 +292,10 @@ Result<BuildResult> BuildModelPack(const ModelInput& input, const BuildOptions& 
   }
   for (const auto& w : result.warnings) registry::Log()->warn("{}", w);
 
+  // What the files say about the model, read before the layers: a few small
+  // reads (ranged requests for hf://) that must not wait behind the big stream.
+  json cfg = ModelFacts(entries, FileReader(in, root), in, o);
+
   std::vector<std::vector<oci::TarEntry>> groups;
   std::vector<std::string> media_types;
   for (const auto& l : plan.layers) {
@@ -335,8 +337,9 @@ Result<BuildResult> BuildModelPack(const ModelInput& input, const BuildOptions& 
     if (cache) cache->Store(key, result.layers);
   }
 
-  FileReader reader(in, root);
-  json cfg = ModelConfig(entries, reader, in, o, result.layers);
+  json diff_ids = json::array();
+  for (const auto& l : result.layers) diff_ids.push_back(l.diff_id.String());
+  cfg["modelfs"] = {{"type", "layers"}, {"diffIds", diff_ids}};
   MC_ASSIGN_OR_RETURN(result.config, PutSmallBlob(dest, oci::CanonicalJson(cfg),
                                                   std::string(oci::media::kModelPackConfig)));
   oci::Manifest m = MakeManifest(result.config, result.layers, in, o, cfg);
