@@ -271,6 +271,8 @@ TEST_F(ModelPackTest, MixedModelLayersConfigAndSchema) {
   EXPECT_EQ(a.manifest["config"]["mediaType"], "application/vnd.cncf.model.config.v1+json");
   EXPECT_EQ(a.manifest["annotations"]["org.opencontainers.image.title"], "demo");
   CheckLayers(a, model_, tmp_.path(), "");
+  json index = json::parse(ReadFile(tmp_ / "layout/index.json"));
+  EXPECT_EQ(index["manifests"][0]["artifactType"], "application/vnd.cncf.model.manifest.v1+json");
 
   const json& c = a.config;
   ExpectSchemaValid(c, tmp_.path());
