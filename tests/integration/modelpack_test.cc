@@ -357,6 +357,16 @@ TEST_F(ModelPackTest, ModelcarCacheIsNotReusedAndFlagsAreChecked) {
   EXPECT_EQ(a.manifest["layers"].size(), Expected().size());
   // And the other way round: the modelcar re-run is still the modelcar.
   EXPECT_EQ(Build(model_, Layout(tmp_ / "l"), "--base scratch"), car);
+  // A modelpack re-run takes its own cached layers (annotations included)
+  // without reading the model, and gives the same artifact.
+  std::string log;
+  ASSERT_EQ(Sh(Engine() + " build --type modelpack " + Quote(model_.string()) + " " +
+                   Quote(Layout(tmp_ / "l")),
+               &log),
+            0)
+      << log;
+  EXPECT_NE(log.find("not re-reading the model"), std::string::npos) << log;
+  EXPECT_NE(log.find(pack), std::string::npos) << log;
 
   std::string out;
   for (std::string flags : {"--type modelpack --base scratch", "--type modelpack --prefix /m",
