@@ -33,8 +33,6 @@ inline constexpr std::string_view kDockerLayerForeignGzip =
 inline constexpr std::string_view kModelPackManifest =
     "application/vnd.cncf.model.manifest.v1+json";
 inline constexpr std::string_view kModelPackConfig = "application/vnd.cncf.model.config.v1+json";
-inline constexpr std::string_view kModelPackPrefix = "application/vnd.cncf.model.";
-inline constexpr std::string_view kModelPackLegacyPrefix = "application/vnd.cnai.model.";
 
 // True for a ModelPack artifact type or config media type, current or legacy
 // ("application/vnd.cnai.model.manifest.v1+json").

@@ -106,9 +106,7 @@ bool IsDocFile(std::string_view base, std::string_view ext) {
 }
 
 // TensorFlow checkpoints: "model.ckpt.index", "variables.data-00000-of-00001".
-bool IsCheckpointPart(std::string_view ext) {
-  return ext == "index" || ext.starts_with("data-");
-}
+bool IsCheckpointPart(std::string_view ext) { return ext == "index" || ext.starts_with("data-"); }
 
 }  // namespace
 
@@ -133,31 +131,6 @@ std::string LayerMediaType(Kind kind, Compression compression) {
   if (compression == Compression::kGzip) mt += "+gzip";
   if (compression == Compression::kZstd) mt += "+zstd";
   return mt;
-}
-
-std::optional<Kind> ParseLayerMediaType(std::string_view mt, Compression* compression) {
-  std::string_view rest;
-  for (std::string_view prefix : {"application/vnd.cncf.model.", "application/vnd.cnai.model."}) {
-    if (mt.starts_with(prefix)) rest = mt.substr(prefix.size());
-  }
-  if (rest.empty()) return std::nullopt;
-  Compression c = Compression::kNone;
-  if (rest.ends_with("+gzip")) {
-    c = Compression::kGzip;
-    rest.remove_suffix(5);
-  } else if (rest.ends_with("+zstd")) {
-    c = Compression::kZstd;
-    rest.remove_suffix(5);
-  }
-  if (!rest.ends_with(".v1.tar")) return std::nullopt;
-  rest.remove_suffix(7);
-  for (Kind k : {Kind::kWeight, Kind::kWeightConfig, Kind::kDoc, Kind::kCode, Kind::kDataset}) {
-    if (rest == KindName(k)) {
-      if (compression) *compression = c;
-      return k;
-    }
-  }
-  return std::nullopt;
 }
 
 Classification Classify(std::string_view path, uint64_t size) {

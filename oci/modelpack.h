@@ -33,11 +33,6 @@ std::string_view KindName(Kind kind);
 // "application/vnd.cncf.model.<kind>.v1.tar[+gzip|+zstd]".
 std::string LayerMediaType(Kind kind, Compression compression);
 
-// What a layer media type (current or legacy vnd.cnai) holds; nullopt for
-// anything else. `compression` receives the codec when given.
-std::optional<Kind> ParseLayerMediaType(std::string_view media_type,
-                                        Compression* compression = nullptr);
-
 // Files over this size whose name says nothing are taken for weights (a large
 // unknown file in a model repository is almost always one).
 inline constexpr uint64_t kUnknownWeightThreshold = 128ull << 20;
@@ -53,11 +48,10 @@ struct Classification {
 // and its size. Case-insensitive on the name.
 Classification Classify(std::string_view path, uint64_t size);
 
-// Layer annotation keys (annotations.md), current and legacy.
+// Layer annotation keys (annotations.md).
 inline constexpr std::string_view kAnnotationFilepath = "org.cncf.model.filepath";
 inline constexpr std::string_view kAnnotationFileMetadata = "org.cncf.model.file.metadata+json";
 inline constexpr std::string_view kAnnotationUntested = "org.cncf.model.file.mediatype.untested";
-inline constexpr std::string_view kLegacyAnnotationFilepath = "org.cnai.model.filepath";
 
 // One layer of an artifact: what it holds and how it is annotated.
 struct PlannedLayer {

@@ -55,23 +55,13 @@ TEST(ModelPackClassify, ByName) {
   }
 }
 
-TEST(ModelPackMediaTypes, NamesAndLegacy) {
+TEST(ModelPackMediaTypes, Names) {
   EXPECT_EQ(LayerMediaType(Kind::kWeight, Compression::kNone),
             "application/vnd.cncf.model.weight.v1.tar");
   EXPECT_EQ(LayerMediaType(Kind::kWeightConfig, Compression::kGzip),
             "application/vnd.cncf.model.weight.config.v1.tar+gzip");
   EXPECT_EQ(LayerMediaType(Kind::kDataset, Compression::kZstd),
             "application/vnd.cncf.model.dataset.v1.tar+zstd");
-  Compression c = Compression::kNone;
-  EXPECT_EQ(ParseLayerMediaType("application/vnd.cncf.model.doc.v1.tar+gzip", &c), Kind::kDoc);
-  EXPECT_EQ(c, Compression::kGzip);
-  EXPECT_EQ(ParseLayerMediaType("application/vnd.cnai.model.weight.config.v1.tar+zstd", &c),
-            Kind::kWeightConfig);
-  EXPECT_EQ(c, Compression::kZstd);
-  EXPECT_EQ(ParseLayerMediaType("application/vnd.cnai.model.code.v1.tar"), Kind::kCode);
-  EXPECT_FALSE(ParseLayerMediaType("application/vnd.cncf.model.weight.v1.raw"));
-  EXPECT_FALSE(ParseLayerMediaType("application/vnd.oci.image.layer.v1.tar"));
-  EXPECT_FALSE(ParseLayerMediaType("application/vnd.cncf.model.bogus.v1.tar"));
 }
 
 TEST(ModelPackParamSize, Format) {
