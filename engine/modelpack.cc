@@ -303,7 +303,7 @@ Result<BuildResult> BuildModelPack(const ModelInput& input, const BuildOptions& 
     media_types.push_back(mp::LayerMediaType(l.kind, o.compression));
   }
   // As for modelcars: a re-run whose layers are all at the destination does
-  // not read the model.
+  // not read the model again (beyond the headers above).
   std::optional<BuildCache> cache;
   std::string key;
   if (!input.dir.empty() && o.use_cache) {
@@ -316,8 +316,10 @@ Result<BuildResult> BuildModelPack(const ModelInput& input, const BuildOptions& 
         all = all && have && *have;
       }
       if (all) {
-        registry::Log()->info("model layers unchanged and present at {}: not re-reading the model",
-                              dest.Describe());
+        registry::Log()->info(
+            "model layers unchanged and present at {}: not re-reading the model (only the "
+            "headers the config is filled from)",
+            dest.Describe());
         result.layers = std::move(*hit);
         result.from_cache = true;
       }
