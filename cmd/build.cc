@@ -1,5 +1,6 @@
 // `mc-engine build SOURCE DEST`: a model directory (or hf://ORG/NAME[@REV]) into
-// a modelcar image at oci:DIR[:TAG] or docker://HOST/REPO[:TAG].
+// a modelcar image (or, with --type modelpack, a CNCF ModelPack artifact) at
+// oci:DIR[:TAG] or docker://HOST/REPO[:TAG].
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -22,11 +23,15 @@ namespace {
 struct BuildFlags {
   std::string source;
   std::string dest;
+  std::string type = "modelcar";
+  std::string name;
+  // Flags given that shape a modelcar image only (refused with --type modelpack).
+  std::vector<std::string> modelcar_only;
   std::string base = std::string(engine::kBuiltinBaseName);
   std::string builtin_busybox;
   std::string user;
   std::string prefix = "/models";
-  std::string compression = "gzip";
+  std::string compression;  // "" = the type's default: gzip (modelcar), none (modelpack)
   int compression_level = -1;
   std::string platform = "linux/amd64";
   std::string max_layer_size;
@@ -89,10 +94,48 @@ oci::Result<void> CheckCompressionLevel(oci::Compression c, int level) {
   return {};
 }
 
+// The flags that shape the image around the model: a ModelPack artifact has
+// no base, no image config and no prefix (its files sit at the root).
+constexpr const char* kModelcarOnlyFlags[] = {"--base",   "--builtin-busybox", "--user",
+                                              "--prefix", "--label",           "--platform",
+                                              "--strict", "--max-layer-size",  "--layer-per-file"};
+
+oci::Result<engine::ArtifactKind> ParseType(const BuildFlags& f) {
+  if (f.type == "modelcar") {
+    if (!f.name.empty()) {
+      return oci::Fail(oci::ErrorCode::kInvalidInput,
+                       "--name is the ModelPack descriptor's name: use it with --type modelpack "
+                       "(a modelcar's title comes from the source; set it with --annotation "
+                       "org.opencontainers.image.title=NAME)");
+    }
+    return engine::ArtifactKind::kModelcar;
+  }
+  if (f.type != "modelpack") {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     "--type \"" + f.type + "\" is not modelcar or modelpack");
+  }
+  if (!f.modelcar_only.empty()) {
+    return oci::Fail(oci::ErrorCode::kInvalidInput,
+                     f.modelcar_only.front() +
+                         " shapes a modelcar image; a ModelPack artifact (--type modelpack) has "
+                         "no base, image config or prefix, and one layer per weight file: drop "
+                         "it");
+  }
+  return engine::ArtifactKind::kModelPack;
+}
+
 oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
   engine::BuildOptions o;
+  MC_ASSIGN_OR_RETURN(o.kind, ParseType(f));
+  const bool modelpack = o.kind == engine::ArtifactKind::kModelPack;
+  o.name = f.name;
   o.prefix = f.prefix;
-  MC_ASSIGN_OR_RETURN(o.compression, oci::ParseCompression(f.compression));
+  // ModelPack: uncompressed by default, as the spec recommends (weights do not
+  // compress, and runtimes then mount layers without a decompression pass).
+  const std::string compression = !f.compression.empty() ? f.compression
+                                  : modelpack            ? "none"
+                                                         : "gzip";
+  MC_ASSIGN_OR_RETURN(o.compression, oci::ParseCompression(compression));
   MC_RETURN_IF_ERROR(CheckCompressionLevel(o.compression, f.compression_level));
   o.compression_level = f.compression_level;
   o.jobs = f.jobs;  // 0 (not given) = CPUs; a given value is checked to be 1..kMaxJobs
@@ -137,7 +180,9 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
   }
 
   engine::OpenedSource base;
-  if (f.base == engine::kBuiltinBaseName) {
+  if (modelpack) {
+    // No base: the artifact is the model's layers and its config.
+  } else if (f.base == engine::kBuiltinBaseName) {
     if (o.all_platforms) {
       return oci::Fail(oci::ErrorCode::kInvalidInput,
                        "--platform all needs a multi-platform --base image (the built-in base "
@@ -209,7 +254,8 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
                             {"digest", built->manifest.digest.String()},
                             {"mediaType", built->manifest.media_type},
                             {"size", size},
-                            {"compression", f.compression},
+                            {"compression", compression},
+                            {"type", f.type},
                             {"layers", built->layers.size()},
                             {"builtAt", engine::Rfc3339(std::time(nullptr))}};
     if (!built->layers.empty()) {
@@ -236,10 +282,19 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
 
 void SetupBuild(CLI::App& app, Context& ctx) {
   auto flags = std::make_shared<BuildFlags>();
-  CLI::App* cmd = app.add_subcommand("build", "build a modelcar image from a model directory");
+  CLI::App* cmd = app.add_subcommand(
+      "build", "build a modelcar image or a ModelPack artifact from a model directory");
   cmd->add_option("SOURCE", flags->source, "model directory (or hf://ORG/NAME[@REVISION])")
       ->required();
   cmd->add_option("DEST", flags->dest, "oci:DIR[:TAG] or docker://HOST/REPO[:TAG]")->required();
+  cmd->add_option("--type", flags->type,
+                  "modelcar (an image KServe runs as a sidecar, the model under --prefix) or "
+                  "modelpack (a CNCF ModelPack artifact: one layer per weight file, typed "
+                  "layers, a model config; runtimes mount it directly)")
+      ->default_str("modelcar");
+  cmd->add_option("--name", flags->name,
+                  "modelpack: the model's name in the config (default: the source's last path "
+                  "component)");
   cmd->add_option("--base", flags->base,
                   "base image: builtin (a static busybox with sh, ln, sleep, ls, mkdir, as "
                   "KServe's modelcar sidecar needs), scratch (none), oci:DIR[:TAG] or "
@@ -252,7 +307,9 @@ void SetupBuild(CLI::App& app, Context& ctx) {
                   "config.User, UID[:GID] (default: the base's User, else 1001)");
   cmd->add_option("--prefix", flags->prefix, "where the model lands in the image")
       ->default_str("/models");
-  cmd->add_option("--compression", flags->compression, "gzip, zstd or none")->default_str("gzip");
+  cmd->add_option("--compression", flags->compression,
+                  "gzip, zstd or none (default: gzip for modelcar, none for modelpack, as the "
+                  "ModelPack spec recommends: weights do not compress)");
   cmd->add_option("--compression-level", flags->compression_level,
                   "codec level: gzip 0..9, zstd 0..19 (-1 = the codec's default)");
   cmd->add_option("--platform", flags->platform, "OS/ARCH[/VARIANT] or all")
@@ -285,7 +342,12 @@ void SetupBuild(CLI::App& app, Context& ctx) {
                   "blob)");
   AddRegistryFlags(cmd, flags->registry);
   AddSignFlags(cmd, flags->sign);
-  cmd->callback([flags, &ctx] { ctx.run = [flags, &ctx] { return RunBuild(*flags, ctx); }; });
+  cmd->callback([flags, cmd, &ctx] {
+    for (const char* name : kModelcarOnlyFlags) {
+      if (cmd->count(name) > 0) flags->modelcar_only.push_back(name);
+    }
+    ctx.run = [flags, &ctx] { return RunBuild(*flags, ctx); };
+  });
 }
 
 MC_REGISTER_COMMAND(10, SetupBuild);

@@ -18,6 +18,7 @@
 #include <set>
 
 #include "engine/build_cache.h"
+#include "engine/build_internal.h"
 #include "engine/builtin_base.h"
 #include "engine/cancel.h"
 #include "engine/copy.h"
@@ -273,10 +274,12 @@ Result<BuiltLayer> BuildOneLayer(const std::vector<oci::TarEntry>& group, LayerB
   }
 }
 
+}  // namespace
+
 Result<std::vector<BuiltLayer>> BuildModelLayers(
     const std::vector<std::vector<oci::TarEntry>>& groups, const ModelInput& input,
     const BuildOptions& o, oci::BlobSink& sink, Progress* progress, const BuildCache* cache,
-    const std::string& key) {
+    const std::string& key, const std::vector<std::string>& media_types) {
   std::vector<BuiltLayer> layers(groups.size());
   std::vector<std::optional<oci::Error>> errors(groups.size());
   std::atomic<size_t> next{0};
@@ -295,6 +298,7 @@ Result<std::vector<BuiltLayer>> BuildModelLayers(
       lo.jobs = o.jobs;
       lo.mtime = o.mtime;
       lo.content = input.content;
+      if (i < media_types.size()) lo.media_type = media_types[i];
       if (progress) {
         lo.progress = progress->Start("build", "layer " + std::to_string(i + 1), total);
       }
@@ -349,6 +353,8 @@ std::string ModelTitle(const ModelInput& input) {
   return slash == std::string::npos ? s : s.substr(slash + 1);
 }
 
+namespace {
+
 json MakeConfig(const BaseImage& base, const std::vector<BuiltLayer>& layers, const BuildOptions& o,
                 const std::string& created) {
   json cfg = base.config;
@@ -372,6 +378,8 @@ json MakeConfig(const BaseImage& base, const std::vector<BuiltLayer>& layers, co
   }
   return cfg;
 }
+
+}  // namespace
 
 // `mc-engine download` keeps its state in DIR/.mc-download: it is not part of
 // the model, so it stays out of the image; its record of the source and pinned
@@ -405,8 +413,6 @@ Result<void> SkipDownloadState(std::vector<oci::TarEntry>& entries, const std::s
   return {};
 }
 
-}  // namespace
-
 Result<std::string> ParseUser(std::string_view value) {
   auto bad = [&] {
     return oci::Fail(ErrorCode::kInvalidInput,
@@ -436,6 +442,7 @@ std::string Rfc3339(int64_t unix_seconds) {
 
 Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
                                oci::ImageDestination& dest, Progress* progress) {
+  if (o.kind == ArtifactKind::kModelPack) return BuildModelPack(input, o, dest, progress);
   BuildResult result;
   std::vector<oci::TarEntry> entries = input.entries;
   ModelInput in = input;

@@ -40,9 +40,24 @@ struct ModelInput {
   // For annotations: "hf://org/name" or the directory, and a revision if known.
   std::string source;
   std::string revision;
+  // The revision the user asked for when it is not the commit itself
+  // ("hf://org/name@v1.0" → "v1.0"); the ModelPack descriptor.version.
+  std::string version;
+  // Reads `length` bytes at `offset` of an entry without `source` (an hf://
+  // file), for the few headers a ModelPack config is filled from; may be empty.
+  std::function<oci::Result<std::string>(const oci::TarEntry& entry, uint64_t offset,
+                                         uint64_t length)>
+      peek;
 };
 
+// What `build` makes: a KServe modelcar (an image whose layer holds the model
+// under --prefix) or a CNCF ModelPack artifact (engine/modelpack.h).
+enum class ArtifactKind { kModelcar, kModelPack };
+
 struct BuildOptions {
+  ArtifactKind kind = ArtifactKind::kModelcar;
+  // ModelPack: descriptor.name ("" = the source's last path component).
+  std::string name;
   std::string prefix = "/models";
   // Pack what symlinks leaving the model directory point to instead of
   // refusing them (oci::ScanOptions::follow_symlinks).
@@ -123,6 +138,8 @@ struct LayerBuildOptions {
   int64_t mtime = 0;
   ContentOpener content;  // for entries without `source`
   std::shared_ptr<ProgressTask> progress;
+  // The layer's media type; "" = the OCI layer type of `compression`.
+  std::string media_type;
   // Where a resumable sink keeps the upload session across runs (BlobHint::resume).
   std::shared_ptr<oci::ResumeSlot> resume;
 };

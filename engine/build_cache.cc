@@ -45,6 +45,10 @@ std::string BuildCache::Key(const std::vector<oci::TarEntry>& entries,
               {"layerPerFile", o.layer_per_file},
               {"mtime", o.mtime},
               {"shard", oci::kShardSize}};
+  // A ModelPack build lays the same files out differently (other layers,
+  // other names, other media types): it must never reuse a modelcar's layers.
+  // Modelcar keys stay as they were, so existing state files stay valid.
+  if (o.kind == ArtifactKind::kModelPack) key["type"] = "modelpack";
   return oci::Digest::Of(key.dump()).hex();
 }
 

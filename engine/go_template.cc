@@ -669,7 +669,12 @@ class Evaluator {
     // Go: a field of a missing map value is missing too.
     if (v.kind == Kind::kNoValue) return v;
     if (v.kind == Kind::kMap) {
-      if (v.j.is_object() && v.j.contains(name)) return Plain(v.j[name]);
+      if (v.j.is_object() && v.j.contains(name)) {
+        // A map of maps (inspect's ModelPack) stays a map all the way down,
+        // as Go's map[string]any does.
+        const ojson& c = v.j[name];
+        return c.is_object() ? Val{c, Kind::kMap} : Plain(c);
+      }
       return Val{nullptr, Kind::kNoValue};
     }
     if (v.kind == Kind::kStruct) {

@@ -414,6 +414,8 @@ oci::Result<ModelInput> OpenHfModel(std::shared_ptr<registry::Transport> transpo
   ModelInput input;
   input.source = ref.String();
   input.revision = commit;
+  if (source.find('@') != std::string_view::npos && ref.revision != commit)
+    input.version = ref.revision;
   input.entries = MakeEntries(prefix, files);
   // Files in entry (archive) order: the order the layer builder opens them.
   std::map<std::string, HfFile> by_name;
@@ -423,9 +425,28 @@ oci::Result<ModelInput> OpenHfModel(std::shared_ptr<registry::Transport> transpo
     if (auto it = by_name.find(e.name); it != by_name.end())
       ordered.push_back({e.name, it->second});
   }
-  auto streamer =
-      std::make_shared<HfStreamer>(std::move(client), ref.repo_id, commit, std::move(ordered),
-                                   options.segment_size, options.prefetch);
+  // A few headers for a ModelPack config: plain ranged GETs of their own,
+  // apart from the streamer (they come before the layers are built).
+  input.peek = [client, by_name, repo_id = ref.repo_id, commit](
+                   const oci::TarEntry& entry, uint64_t offset,
+                   uint64_t length) -> oci::Result<std::string> {
+    auto it = by_name.find(entry.name);
+    if (it == by_name.end()) return Fail(ErrorCode::kNotFound, "no file " + entry.name);
+    FileLocation loc;
+    loc.repo_id = repo_id;
+    loc.commit = commit;
+    loc.file = it->second;
+    MC_RETURN_IF_ERROR(client->Locate(loc));
+    std::string out;
+    MC_RETURN_IF_ERROR(client->FetchRange(
+        loc, offset, length, [&](uint64_t, std::span<const std::byte> bytes) -> oci::Result<void> {
+          out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+          return {};
+        }));
+    return out;
+  };
+  auto streamer = std::make_shared<HfStreamer>(client, ref.repo_id, commit, std::move(ordered),
+                                               options.segment_size, options.prefetch);
   input.content = [streamer](const oci::TarEntry& entry) { return streamer->Open(entry.name); };
   return input;
 }

@@ -34,11 +34,39 @@ oci::Result<std::vector<std::string>> RepoTags(OpenedSource& src, const ImageLoc
   return tags;
 }
 
+bool IsModelPack(const oci::Manifest& m) {
+  return (m.artifact_type && oci::media::IsModelPackManifest(*m.artifact_type)) ||
+         oci::media::IsModelPackConfig(m.config.media_type);
+}
+
+// A ModelPack artifact has no image config: skopeo's fields stay empty (as
+// skopeo leaves them for an artifact) except Created, which the model's
+// descriptor carries, and we add what a reader wants to see instead: the
+// artifact type and the model's descriptor and config (modelfs is the layer
+// list again, so it stays out).
+void AddModelPack(ojson& out, const oci::Manifest& man, const nlohmann::json& cfg) {
+  auto descriptor = cfg.find("descriptor");
+  auto config = cfg.find("config");
+  if (descriptor != cfg.end() && descriptor->is_object()) {
+    auto created = descriptor->find("createdAt");
+    if (created != descriptor->end() && created->is_string()) {
+      if (auto t = GoRfc3339(created->get<std::string>())) out["Created"] = *t;
+    }
+  }
+  out["ArtifactType"] = man.artifact_type.value_or(std::string(oci::media::kModelPackManifest));
+  ojson model = ojson::object();
+  model["descriptor"] =
+      descriptor != cfg.end() && descriptor->is_object() ? Ordered(*descriptor) : ojson::object();
+  model["config"] = config != cfg.end() && config->is_object() ? Ordered(*config) : ojson::object();
+  out["ModelPack"] = model;
+}
+
 }  // namespace
 
 const TemplateSchema& InspectSummarySchema() {
-  static const TemplateSchema schema{
-      {"Labels", "Annotations"}, {"Created"}, {"RepoTags", "Layers", "LayersData", "Env"}};
+  static const TemplateSchema schema{{"Labels", "Annotations", "ModelPack"},
+                                     {"Created"},
+                                     {"RepoTags", "Layers", "LayersData", "Env"}};
   return schema;
 }
 
@@ -116,6 +144,7 @@ oci::Result<ojson> InspectSummary(OpenedSource& src, const ImageLocation& loc,
   out["Layers"] = layers;
   out["LayersData"] = data;
   out["Env"] = c.contains("Env") && c["Env"].is_array() ? Ordered(c["Env"]) : ojson(nullptr);
+  if (IsModelPack(man)) AddModelPack(out, man, cfg);
   return out;
 }
 

@@ -272,7 +272,9 @@ Result<BuiltLayer> BuildLayer(const std::vector<oci::TarEntry>& entries,
   MC_ASSIGN_OR_RETURN(auto codec,
                       oci::Codec::Create(options.compression, options.compression_level));
   oci::BlobHint hint;
-  hint.media_type = std::string(oci::LayerMediaType(options.compression));
+  hint.media_type = options.media_type.empty()
+                        ? std::string(oci::LayerMediaType(options.compression))
+                        : options.media_type;
   hint.resume = options.resume;
   MC_ASSIGN_OR_RETURN(auto writer, sink.Begin(hint));
 

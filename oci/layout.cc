@@ -278,6 +278,13 @@ Result<void> LayoutDestination::PutManifest(const RawManifest& manifest,
     return std::unexpected(IoError("locking " + dir_.string() + "/index.json", errno));
   MC_ASSIGN_OR_RETURN(Index index, ReadLayoutIndex(dir_));
   Descriptor desc = manifest.ToDescriptor();
+  // An artifact's type goes on its index.json entry too (image-spec
+  // descriptor.md "artifactType"), so that tools listing a layout can tell a
+  // ModelPack artifact from an image without opening it.
+  if (manifest.media_type == media::kOciManifest) {
+    if (auto m = ParseManifest(manifest.bytes); m && m->artifact_type)
+      desc.artifact_type = m->artifact_type;
+  }
   std::vector<Descriptor> kept;
   for (auto& d : index.manifests) {
     auto name = d.annotations.find(std::string(kRefNameAnnotation));

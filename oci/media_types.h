@@ -1,4 +1,5 @@
-// Media types of the OCI image spec and Docker schema 2 (protocols.md 3.1).
+// Media types of the OCI image spec and Docker schema 2 (protocols.md 3.1),
+// and of CNCF ModelPack artifacts (modelpack/model-spec specs-go/v1/mediatype.go).
 #pragma once
 
 #include <string>
@@ -24,6 +25,24 @@ inline constexpr std::string_view kDockerLayerGzip =
     "application/vnd.docker.image.rootfs.diff.tar.gzip";
 inline constexpr std::string_view kDockerLayerForeignGzip =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+// CNCF ModelPack. Layer media types are "application/vnd.cncf.model.<kind>.v1.tar"
+// with "+gzip"/"+zstd" variants (oci/modelpack.h builds them). Before
+// 2025-06-30 the prefix was "application/vnd.cnai.model."; we write the
+// current names and read both.
+inline constexpr std::string_view kModelPackManifest =
+    "application/vnd.cncf.model.manifest.v1+json";
+inline constexpr std::string_view kModelPackConfig = "application/vnd.cncf.model.config.v1+json";
+
+// True for a ModelPack artifact type or config media type, current or legacy
+// ("application/vnd.cnai.model.manifest.v1+json").
+inline bool IsModelPackManifest(std::string_view artifact_type) {
+  return artifact_type == kModelPackManifest ||
+         artifact_type == "application/vnd.cnai.model.manifest.v1+json";
+}
+inline bool IsModelPackConfig(std::string_view mt) {
+  return mt == kModelPackConfig || mt == "application/vnd.cnai.model.config.v1+json";
+}
 
 // The Accept header for manifest requests: everything we can parse.
 inline constexpr std::string_view kManifestAccept =

@@ -12,6 +12,7 @@ packages=(
   # tests: real registries and independent clients (buildah runs KServe's modelcar
   # commands in a built image)
   docker-registry skopeo umoci buildah pigz zstd jq isal tar gzip python3 python3-yaml
+  python3-jsonschema
   apache2-utils openssl curl util-linux procps iproute2 ca-certificates e2fsprogs
   # the built-in base of `build` (its static /bin/busybox), benchmarks and the main job
   busybox-static time

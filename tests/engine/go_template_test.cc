@@ -137,3 +137,22 @@ TEST(GoTemplate, GoJsonAndTimes) {
 
 }  // namespace
 }  // namespace mc::engine
+
+namespace mc::engine {
+namespace {
+
+// inspect's ModelPack field is a map of maps: every level reads as a map.
+TEST(GoTemplate, NestedMapsStayMaps) {
+  ojson data = ojson::parse(R"({"ModelPack": {"descriptor": {"name": "m", "licenses": ["MIT"]},
+                                               "config": {"paramSize": "1.6M"}}})");
+  const TemplateSchema schema{{"ModelPack"}, {}, {}};
+  auto r = RenderGoTemplate(
+      "{{.ModelPack.descriptor.name}} {{.ModelPack.config.paramSize}} {{.ModelPack.config.x}} "
+      "{{json .ModelPack.config}} {{index .ModelPack.descriptor.licenses 0}}",
+      data, schema);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "m 1.6M <no value> {\"paramSize\":\"1.6M\"} MIT\n");
+}
+
+}  // namespace
+}  // namespace mc::engine
