@@ -134,7 +134,7 @@ struct TarWriter::Impl {
   struct archive_entry* e = nullptr;
   uint64_t bytes = 0;
   std::optional<Error> error;  // the first failure; later calls return it
-  bool discard = false;        // destroying without Finish: write nothing more
+  bool discard = false;  // destroying without Finish, or the Writer failed: write nothing more
   bool finished = false;
   std::byte* buffer = nullptr;
 
@@ -148,16 +148,27 @@ struct TarWriter::Impl {
     std::free(buffer);
   }
 
+  // A Writer failure is recorded and the rest of the stream discarded, but
+  // libarchive is told the write succeeded: an archive in its FATAL state
+  // skips its close on free and leaks its output state (libarchive 3.6).
+  // Every call into libarchive checks `error` afterwards (Check).
   static la_ssize_t OnWrite(struct archive*, void* self, const void* data, size_t n) {
     auto* impl = static_cast<Impl*>(self);
     if (impl->discard) return static_cast<la_ssize_t>(n);
     auto r = impl->out.Write({static_cast<const std::byte*>(data), n});
     if (!r) {
       if (!impl->error) impl->error = r.error();
-      return -1;
+      impl->discard = true;
+      return static_cast<la_ssize_t>(n);
     }
     impl->bytes += n;
     return static_cast<la_ssize_t>(n);
+  }
+
+  // The Writer's failure, if one happened during the last libarchive call.
+  Result<void> Check() const {
+    if (error) return std::unexpected(*error);
+    return {};
   }
 
   // Records a failure that leaves the stream unusable and returns it.
@@ -227,13 +238,13 @@ Result<void> TarWriter::Impl::WriteHeader(const TarEntry& entry) {
   // (hdrcharset=BINARY) — still deterministic.
   if (archive_write_header(a, e) < ARCHIVE_WARN)
     return ArchiveFailure("writing tar header of " + entry.name);
-  return {};
+  return Check();
 }
 
 Result<void> TarWriter::Impl::WriteData(std::span<const std::byte> data) {
   la_ssize_t n = archive_write_data(a, data.data(), data.size());
   if (n < 0 || static_cast<size_t>(n) != data.size()) return ArchiveFailure("writing tar data");
-  return {};
+  return Check();
 }
 
 Result<void> TarWriter::Impl::CopyFile(const TarEntry& entry, SourceFile& f) {
@@ -317,7 +328,7 @@ Result<void> TarWriter::Add(const TarEntry& entry, Reader* content) {
   if (archive_write_finish_entry(m.a) != ARCHIVE_OK) {
     return m.ArchiveFailure("finishing tar entry " + entry.name);
   }
-  return {};
+  return m.Check();
 }
 
 Result<void> TarWriter::Finish() {
@@ -325,6 +336,7 @@ Result<void> TarWriter::Finish() {
   if (m.error) return std::unexpected(*m.error);
   if (m.finished) return {};
   if (archive_write_close(m.a) != ARCHIVE_OK) return m.ArchiveFailure("finishing the tar");
+  MC_RETURN_IF_ERROR(m.Check());
   m.finished = true;
   return {};
 }
