@@ -431,14 +431,7 @@ Result<std::string> ParseUser(std::string_view value) {
   return std::string(value);
 }
 
-std::string Rfc3339(int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string Rfc3339(int64_t unix_seconds) { return oci::Rfc3339(unix_seconds); }
 
 Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
                                oci::ImageDestination& dest, Progress* progress) {

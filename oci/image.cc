@@ -1,5 +1,7 @@
 #include "oci/image.h"
 
+#include <ctime>
+
 #include "oci/media_types.h"
 
 namespace mc::oci {
@@ -59,7 +61,8 @@ namespace {
 Result<std::map<std::string, std::string>> StringMap(const json& j, std::string_view what) {
   std::map<std::string, std::string> out;
   if (j.is_null()) return out;
-  if (!j.is_object()) return Fail(ErrorCode::kInvalidInput, std::string(what) + " is not an object");
+  if (!j.is_object())
+    return Fail(ErrorCode::kInvalidInput, std::string(what) + " is not an object");
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (!it.value().is_string()) {
       return Fail(ErrorCode::kInvalidInput,
@@ -223,6 +226,15 @@ Descriptor RawManifest::ToDescriptor() const {
   d.digest = digest;
   d.size = static_cast<int64_t>(bytes.size());
   return d;
+}
+
+std::string Rfc3339(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace mc::oci

@@ -93,4 +93,8 @@ struct RawManifest {
   Descriptor ToDescriptor() const;
 };
 
+// RFC 3339 UTC time of a Unix timestamp, whole seconds, as Go's time.Time
+// marshals it ("1970-01-01T00:00:00Z"): image config `created`, annotations.
+std::string Rfc3339(int64_t unix_seconds);
+
 }  // namespace mc::oci

@@ -214,16 +214,6 @@ TarEntry DirectoryEntry(const std::string& name,
   return d;
 }
 
-// RFC 3339 as Go's time.Time marshals a whole-second UTC time.
-std::string Rfc3339Utc(int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 bool HasChild(const std::vector<TarEntry>& entries, const std::string& dir) {
   const std::string p = dir + "/";
   return std::any_of(entries.begin(), entries.end(), [&](const TarEntry& e) {
@@ -330,7 +320,7 @@ std::string FileMetadataJson(const TarEntry& entry, int64_t mtime) {
             {"uid", 0},
             {"gid", 0},
             {"size", entry.type == TarEntry::Type::kFile ? entry.size : 0},
-            {"mtime", Rfc3339Utc(mtime)},
+            {"mtime", Rfc3339(mtime)},
             {"typeflag", static_cast<int>(typeflag)}};
   return CanonicalJson(j);
 }
