@@ -23,10 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-int Sh(const std::string& cmd, std::string* out = nullptr, bool merge = true) {
-  if (out) out->clear();
-  return mc::testing::Run(cmd, out, merge);
-}
 std::string Engine() { return Quote(EngineBinary()) + " --progress none"; }
 
 TEST(BuildPushTest, PlainHttpPushRerunUploadsNothing) {

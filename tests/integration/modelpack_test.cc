@@ -20,10 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-int Sh(const std::string& cmd, std::string* out = nullptr, bool merge = true) {
-  if (out) out->clear();
-  return mc::testing::Run(cmd, out, merge);
-}
 std::string Engine() {
   return "SOURCE_DATE_EPOCH=1700000000 " + Quote(EngineBinary()) + " --progress none";
 }

@@ -19,10 +19,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-int Sh(const std::string& cmd, std::string* out = nullptr, bool merge = true) {
-  if (out) out->clear();
-  return mc::testing::Run(cmd, out, merge);
-}
 std::string Q(const fs::path& p) { return Quote(p.string()); }
 constexpr const char* kManifestType = "application/vnd.oci.image.manifest.v1+json";
 constexpr const char* kIndexType = "application/vnd.oci.image.index.v1+json";

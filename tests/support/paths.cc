@@ -42,6 +42,11 @@ int Run(const std::string& command, std::string* output, bool merge_stderr) {
   return -1;
 }
 
+int Sh(const std::string& command, std::string* output, bool merge_stderr) {
+  if (output) output->clear();
+  return Run(command, output, merge_stderr);
+}
+
 void WriteFile(const std::filesystem::path& path, const std::string& content) {
   std::filesystem::create_directories(path.parent_path());
   std::ofstream f(path, std::ios::binary | std::ios::trunc);

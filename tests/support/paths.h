@@ -26,6 +26,8 @@ class TempDir {
 // Runs a shell command, returns its exit status (not the raw wait status);
 // stdout (and stderr when merge_stderr) goes into *output when given.
 int Run(const std::string& command, std::string* output = nullptr, bool merge_stderr = true);
+// Run, with *output replaced rather than appended to.
+int Sh(const std::string& command, std::string* output = nullptr, bool merge_stderr = true);
 
 // Writes a file, creating parent directories.
 void WriteFile(const std::filesystem::path& path, const std::string& content);

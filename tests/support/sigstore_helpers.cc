@@ -16,10 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-int Sh(const std::string& cmd, std::string* out = nullptr, bool merge = true) {
-  if (out) out->clear();
-  return mc::testing::Run(cmd, out, merge);
-}
 std::string Q(const fs::path& p) { return Quote(p.string()); }
 
 }  // namespace
