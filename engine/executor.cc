@@ -8,7 +8,12 @@
 // that no exception ever leaves a worker thread.
 #include "engine/executor.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <stdexcept>
 #include <thread>
 
@@ -20,6 +25,20 @@ std::mutex fault_mu;
 std::string fault_stage;  // guarded by fault_mu
 int fault_countdown = 0;  // guarded by fault_mu
 
+// Lowers the calling thread's priority once (an executor's threads are its
+// own for their whole life). Best effort: a refusal (a seccomp profile, an
+// RLIMIT_NICE) leaves the thread as it was.
+void LowerThreadPriorityOnce() {
+  thread_local bool lowered = false;
+  if (lowered) return;
+  lowered = true;
+  const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+  errno = 0;
+  int nice = ::getpriority(PRIO_PROCESS, tid);
+  if (nice == -1 && errno != 0) return;
+  (void)::setpriority(PRIO_PROCESS, tid, std::min(nice + kBackgroundNice, 19));
+}
+
 }  // namespace
 
 int DefaultJobs(int jobs) {
@@ -28,9 +47,11 @@ int DefaultJobs(int jobs) {
   return n == 0 ? 2 : static_cast<int>(n);
 }
 
-Executor::Executor(int threads, std::string stage, TaskFailureHandler on_failure)
+Executor::Executor(int threads, std::string stage, TaskFailureHandler on_failure,
+                   WorkerPriority priority)
     : threads_(std::max(threads, 1)),
       stage_(std::move(stage)),
+      priority_(priority),
       on_failure_(std::move(on_failure)),
       pool_(static_cast<size_t>(threads_)) {}
 
@@ -48,6 +69,7 @@ std::optional<oci::Error> Executor::error() const {
 }
 
 void Executor::BeforeTask() {
+  if (priority_ == WorkerPriority::kBackground) LowerThreadPriorityOnce();
   if (!fault_armed.load(std::memory_order_relaxed)) return;
   std::lock_guard lock(fault_mu);
   if (fault_countdown <= 0 || fault_stage != stage_) return;

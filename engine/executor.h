@@ -16,6 +16,19 @@
 //
 // DefaultJobs is the one place that turns "0 = automatic" into a thread count.
 //
+// Priority: a stage of pure CPU work that others wait on only through a
+// window (the compress workers) runs at WorkerPriority::kBackground, nice
+// +kBackgroundNice for its own threads only (setpriority on the thread id,
+// Linux). The threads that move bytes — the tar reader, the layer writer,
+// the upload sender, libcurl — keep the normal priority, and so does a
+// registry or proxy on the same machine that those bytes go to: measured on
+// 2 cores against a loopback registry, three runnable compress/registry
+// threads on two cores starved the registry's one upload goroutine to 2/3 of
+// a core and left 20% of the machine idle (dataplane_bench.sh, push). Lowering a
+// thread's priority needs no privilege; in a container the pod's cgroup
+// weight, not nice, decides against other pods, so this only orders our own
+// threads and the processes that share our cgroup.
+//
 // Thread guarantee: Post may be called from any thread; Join from one.
 #pragma once
 
@@ -41,10 +54,16 @@ int DefaultJobs(int jobs);
 // Called from the worker whose task threw, with the kInternal error.
 using TaskFailureHandler = std::function<void(const oci::Error&)>;
 
+enum class WorkerPriority { kNormal, kBackground };
+// The nice increment of kBackground threads (weight 1024 → 335: a normal
+// thread gets 3/4 of a core it shares with one of ours).
+inline constexpr int kBackgroundNice = 5;
+
 class Executor {
  public:
   // `stage` names the stage in errors (and for InjectTaskFaultForTesting).
-  explicit Executor(int threads, std::string stage = "worker", TaskFailureHandler on_failure = {});
+  explicit Executor(int threads, std::string stage = "worker", TaskFailureHandler on_failure = {},
+                    WorkerPriority priority = WorkerPriority::kNormal);
   // Waits for every posted task.
   ~Executor();
   Executor(const Executor&) = delete;
@@ -74,6 +93,7 @@ class Executor {
 
   int threads_;
   std::string stage_;
+  WorkerPriority priority_;
   TaskFailureHandler on_failure_;
   mutable std::mutex mu_;
   std::optional<oci::Error> error_;  // guarded by mu_

@@ -67,8 +67,11 @@ class ShardPipeline {
         out_pool_(codec.MaxOutputSize(oci::kShardSize),
                   (passthrough_ ? 0 : window_.capacity()) + 2 + sink_buffers_),
         // A task that throws fails the window like any error (executor.h).
-        compress_(passthrough_ ? 1 : std::max(jobs, 1), "compress",
-                  [this](const Error& e) { Fail(e); }),
+        // Background priority: the writer, the sink and a registry on this
+        // machine must not wait behind compression (executor.h).
+        compress_(
+            passthrough_ ? 1 : std::max(jobs, 1), "compress", [this](const Error& e) { Fail(e); },
+            WorkerPriority::kBackground),
         writer_(1, "layer writer", [this](const Error& e) { Fail(e); }) {
     writer_.Post([this] { WriterLoop(); });
   }

@@ -1,9 +1,13 @@
 #include "engine/executor.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -74,6 +78,39 @@ TEST(ExecutorTest, InjectedFaultHitsTheNthTaskOfItsStageOnly) {
   again.Join();
   EXPECT_FALSE(again.error());
   InjectTaskFaultForTesting("mine", 0);
+}
+
+// A background stage's threads run at a lower priority (their own nice
+// value only); a normal stage's threads and the caller keep theirs.
+TEST(ExecutorTest, BackgroundWorkersRunNicerThanTheRest) {
+  auto nice_of_this_thread = [] {
+    errno = 0;
+    return ::getpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)));
+  };
+  const int caller = nice_of_this_thread();
+  std::mutex mu;
+  std::vector<int> background, normal;
+  {
+    Executor bg(2, "compress", {}, WorkerPriority::kBackground);
+    Executor fg(2, "layer writer");
+    for (int i = 0; i < 8; ++i) {
+      bg.Post([&] {
+        int n = nice_of_this_thread();
+        std::lock_guard lock(mu);
+        background.push_back(n);
+      });
+      fg.Post([&] {
+        int n = nice_of_this_thread();
+        std::lock_guard lock(mu);
+        normal.push_back(n);
+      });
+    }
+  }
+  ASSERT_EQ(background.size(), 8u);
+  ASSERT_EQ(normal.size(), 8u);
+  for (int n : background) EXPECT_EQ(n, std::min(caller + kBackgroundNice, 19));
+  for (int n : normal) EXPECT_EQ(n, caller);
+  EXPECT_EQ(nice_of_this_thread(), caller);
 }
 
 TEST(ExecutorTest, DefaultJobs) {
