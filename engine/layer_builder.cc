@@ -5,7 +5,9 @@
 //
 // The tar thread (the caller's) runs TarWriter into a ShardingWriter that
 // hashes the tar stream for the diff_id and cuts it straight into pooled
-// kShardSize buffers. For each full shard it claims the next index of an
+// kShardSize buffers; file contents are read(2) directly into the shard
+// (Writer::WriteSpace), so the kernel's copy out of the page cache is the
+// only one before compression. For each full shard it claims the next index of an
 // oci::OrderedWindow and posts the compression to the executor; the worker
 // compresses into a pooled output buffer (Codec::CompressShardInto, sized for
 // the worst case) and puts it in the window. The writer task takes outputs in
@@ -216,6 +218,14 @@ class ShardingWriter final : public oci::Writer {
     if (hash_) diff_.Update(data);
     tar_size_ += data.size();
     if (progress_) progress_->Add(data.size());
+    if (buf_ && !data.empty() && data.data() == buf_.free_space().data() &&
+        data.size() <= buf_.free_space().size()) {
+      // Produced in place (WriteSpace): the file bytes were read straight
+      // into the shard, nothing to copy.
+      buf_.Commit(data.size());
+      if (buf_.full()) MC_RETURN_IF_ERROR(pipeline_.Submit(std::move(buf_), false));
+      return {};
+    }
     while (!data.empty()) {
       if (!buf_) {
         MC_ASSIGN_OR_RETURN(buf_, pipeline_.AcquireRaw());
@@ -224,6 +234,17 @@ class ShardingWriter final : public oci::Writer {
       if (buf_.full()) MC_RETURN_IF_ERROR(pipeline_.Submit(std::move(buf_), false));
     }
     return {};
+  }
+
+  // The rest of the shard being filled (a new one when there is none), so
+  // that TarWriter reads file contents straight into it.
+  std::span<std::byte> WriteSpace() override {
+    if (!buf_) {
+      auto b = pipeline_.AcquireRaw();
+      if (!b) return {};  // the pipeline failed; the next Write reports it
+      buf_ = std::move(*b);
+    }
+    return buf_.free_space();
   }
 
   // The final (possibly empty) shard.

@@ -40,6 +40,13 @@ class Writer {
   virtual ~Writer() = default;
   // Writes all of `data` or fails.
   virtual Result<void> Write(std::span<const std::byte> data) = 0;
+  // Memory where the next Write's bytes may be produced in place: a producer
+  // that fills memory anyway (a read(2), a decompressor) fills a prefix of
+  // this span and passes that prefix to Write, which then takes the bytes
+  // without copying them. Valid until the next call on this Writer. Empty
+  // when the writer has no such memory (the default); Write always accepts
+  // bytes from anywhere.
+  virtual std::span<std::byte> WriteSpace() { return {}; }
   // Flushes and finishes the stream. Writing after Close is an error.
   virtual Result<void> Close() { return {}; }
 };
@@ -135,8 +142,7 @@ class FdWriter final : public Writer {
 Result<std::unique_ptr<Reader>> OpenFile(const std::filesystem::path& path);
 
 // Reads the whole file (for small JSON files). Refuses files over `limit`.
-Result<std::string> ReadFileToString(const std::filesystem::path& path,
-                                     size_t limit = 64 << 20);
+Result<std::string> ReadFileToString(const std::filesystem::path& path, size_t limit = 64 << 20);
 
 // Writes `data` to `path` atomically: temp file in the same directory, fsync,
 // rename. `mode` is applied with fchmod (not subject to the umask).

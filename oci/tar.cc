@@ -22,8 +22,11 @@
 // callback (no re-blocking copy into 10 KiB records, and no padding of the last
 // record: the archive ends after its two zero blocks). File contents are read
 // with large read(2) calls into one reused, page-aligned buffer, with
-// POSIX_FADV_SEQUENTIAL for a larger readahead window; the only copy is the
-// kernel's, into that buffer.
+// POSIX_FADV_SEQUENTIAL for a larger readahead window, straight into the
+// Writer's memory when it offers some (Writer::WriteSpace: the layer
+// pipeline's shard buffer; libarchive hands that pointer back to OnWrite
+// unchanged) and otherwise into one reused buffer; the only copy is the
+// kernel's.
 //
 // A file that changes while it is read would give a layer whose header size
 // does not match its content, or content that matches no moment of the file.
@@ -190,6 +193,16 @@ struct TarWriter::Impl {
   Result<void> CopyFile(const TarEntry& entry, SourceFile& f);
   Result<void> CopyReader(const TarEntry& entry, Reader& r);
   std::span<std::byte> Buffer() { return {buffer, kReadBlock}; }
+  // Where to read the next at most `left` content bytes: the Writer's own
+  // memory when it offers some (no copy in OnWrite), else Buffer(). Never
+  // more than kReadBlock, so the bytes are still in cache when the Writer
+  // hashes them.
+  std::span<std::byte> ReadTarget(uint64_t left) {
+    std::span<std::byte> target = discard ? std::span<std::byte>{} : out.WriteSpace();
+    if (target.empty()) target = Buffer();
+    return target.first(
+        static_cast<size_t>(std::min<uint64_t>({left, target.size(), uint64_t{kReadBlock}})));
+  }
 };
 
 Result<void> TarWriter::Impl::Open() {
@@ -251,7 +264,7 @@ Result<void> TarWriter::Impl::CopyFile(const TarEntry& entry, SourceFile& f) {
   std::span<std::byte> buf = Buffer();
   uint64_t left = entry.size;
   while (left > 0) {
-    auto chunk = buf.first(static_cast<size_t>(std::min<uint64_t>(left, buf.size())));
+    auto chunk = ReadTarget(left);
     auto n = ReadFd(f.fd, chunk, entry);
     if (!n) return Break(n.error());
     if (*n == 0) {
@@ -276,7 +289,7 @@ Result<void> TarWriter::Impl::CopyReader(const TarEntry& entry, Reader& r) {
   std::span<std::byte> buf = Buffer();
   uint64_t left = entry.size;
   while (left > 0) {
-    auto chunk = buf.first(static_cast<size_t>(std::min<uint64_t>(left, buf.size())));
+    auto chunk = ReadTarget(left);
     auto n = r.Read(chunk);
     if (!n) return Break(n.error());
     if (*n == 0) {

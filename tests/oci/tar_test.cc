@@ -254,6 +254,81 @@ TEST(TarWriterTest, ContentFromAReader) {
   EXPECT_EQ(members[1]["sha256"], Sha256Hex(content));
 }
 
+// A Writer with memory of its own (like the layer pipeline's shards): it
+// offers the rest of its current "shard" (an odd size, so reads straddle
+// shard ends) and counts the bytes that arrive there in place.
+class ShardedWriter final : public Writer {
+ public:
+  static constexpr size_t kShard = 100'003;
+  Result<void> Write(std::span<const std::byte> data) override {
+    if (!data.empty() && data.data() == shard_.data() + used_) {
+      EXPECT_LE(used_ + data.size(), kShard);
+      in_place += data.size();
+      used_ += data.size();
+    } else {
+      copied += data.size();
+      while (!data.empty()) {
+        size_t n = std::min(data.size(), kShard - used_);
+        std::copy_n(data.data(), n, shard_.data() + used_);
+        used_ += n;
+        data = data.subspan(n);
+        if (used_ == kShard) Rotate();
+      }
+      return {};
+    }
+    if (used_ == kShard) Rotate();
+    return {};
+  }
+  std::span<std::byte> WriteSpace() override { return {shard_.data() + used_, kShard - used_}; }
+  Result<void> Close() override {
+    Rotate();
+    return {};
+  }
+  std::string out;
+  uint64_t in_place = 0, copied = 0;
+
+ private:
+  void Rotate() {
+    out.append(reinterpret_cast<const char*>(shard_.data()), used_);
+    used_ = 0;
+    // Scribble over the old shard: bytes must never be read from it again.
+    std::fill(shard_.begin(), shard_.end(), std::byte{0x5a});
+  }
+  std::vector<std::byte> shard_ = std::vector<std::byte>(kShard);
+  size_t used_ = 0;
+};
+
+// File contents (from a file and from a Reader) are read straight into the
+// Writer's space, and the archive is byte for byte the one a plain Writer gets.
+TEST(TarWriterTest, ContentIsReadStraightIntoTheWritersSpace) {
+  TempDir t;
+  MakeModel(t / "m");
+  std::string streamed = RandomBytes((2 << 20) + 333, 9);
+  auto write_all = [&](Writer& w) {
+    TarWriter tar(w, TarOptions{});
+    auto entries = ScanOk(t / "m");
+    for (const TarEntry& e : entries) {
+      auto r = tar.Add(e);
+      ASSERT_TRUE(r) << e.name << ": " << r.error().message;
+    }
+    StringReader r(streamed);
+    ASSERT_TRUE(tar.Add(FileEntry("models/streamed.bin", streamed.size()), &r));
+    ASSERT_TRUE(tar.Finish());
+  };
+  StringWriter plain;
+  write_all(plain);
+  ShardedWriter sharded;
+  write_all(sharded);
+  ASSERT_TRUE(sharded.Close());
+  EXPECT_EQ(sharded.out, plain.str());
+  uint64_t contents = streamed.size();
+  for (const TarEntry& e : ScanOk(t / "m")) {
+    if (e.type == TarEntry::Type::kFile) contents += e.size;
+  }
+  EXPECT_EQ(sharded.in_place, contents);  // every content byte, none copied
+  EXPECT_EQ(sharded.in_place + sharded.copied, plain.str().size());
+}
+
 // The stream after a size mismatch: an error, and nothing that looks complete.
 void ExpectChangedWhileRead(const std::string& content, uint64_t declared) {
   StringWriter w;
