@@ -117,7 +117,6 @@ class ParallelRangeStream final : public BufferStream {
   // ranged reads, which resume where it broke); false when the blob is read
   // or the window failed.
   bool Sequential() {
-    first_.reset();  // the probe proved Range support; its response is not needed
     auto claim = window_.Claim();
     if (!claim || !*claim) return false;
     uint64_t i = **claim;
@@ -376,6 +375,15 @@ Result<std::unique_ptr<BufferStream>> OpenParallelRangeStream(oci::ImageSource& 
   uint64_t size = static_cast<uint64_t>(desc.size);
   uint64_t index = size > chunk ? 1 : 0;
   uint64_t len = std::min<uint64_t>(chunk, size - index * chunk);
+  if (fan_out_below > 0) {
+    // One stream reads first (Sequential) and the chunk would be dropped:
+    // one byte proves Range support as well, read whole so that its
+    // connection goes back to the pool.
+    MC_RETURN_IF_ERROR(src.StreamBlobRange(
+        desc, index * chunk, 1, [](std::span<const std::byte>) { return Result<void>{}; }));
+    return std::unique_ptr<BufferStream>(new ParallelRangeStream(
+        src, desc, chunk, streams, retry_times, reserve, index, nullptr, fan_out_below));
+  }
   MC_ASSIGN_OR_RETURN(auto first, src.OpenBlobRange(desc, index * chunk, len));
   return std::unique_ptr<BufferStream>(new ParallelRangeStream(
       src, desc, chunk, streams, retry_times, reserve, index, std::move(first), fan_out_below));

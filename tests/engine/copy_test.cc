@@ -417,6 +417,11 @@ class CountingSource final : public oci::ImageSource {
   }
   oci::Result<std::unique_ptr<oci::Reader>> OpenBlobRange(const Descriptor& d, uint64_t off,
                                                           uint64_t len) override {
+    {
+      std::lock_guard lock(mu_);
+      ++requests;
+      requested_bytes += len;
+    }
     return inner_.OpenBlobRange(d, off, len);
   }
   oci::Result<void> StreamBlobRange(const Descriptor& d, uint64_t off, uint64_t len,
@@ -425,6 +430,7 @@ class CountingSource final : public oci::ImageSource {
     {
       std::lock_guard lock(mu_);
       ++requests;
+      requested_bytes += len;
       if (len > 65536) ++long_requests;
       breaking = len > 65536 && break_after_ > 0 && !broke_;
       broke_ = broke_ || breaking;
@@ -445,6 +451,7 @@ class CountingSource final : public oci::ImageSource {
   std::string Describe() const override { return "counting"; }
   std::mutex mu_;
   int requests = 0, long_requests = 0;
+  uint64_t requested_bytes = 0;  // what all requests asked for
 
  private:
   oci::ImageSource& inner_;
@@ -477,6 +484,9 @@ TEST_F(CopyTest, OneFastStreamIsReadWithOneRequestASlowOneFansOut) {
     EXPECT_EQ(Drain(**s), big);
     EXPECT_EQ((*s)->streams(), 1);
     EXPECT_EQ(src.long_requests, 1);  // the whole blob in one
+    // The Range probe is one byte, not a chunk read and thrown away.
+    EXPECT_EQ(src.requested_bytes, 600011u + 1u);
+    EXPECT_EQ(src.requests, 2);
   }
   {
     CountingSource src(*layout, 0);
