@@ -16,7 +16,8 @@
 # and, when perf works here (PERF=1, the default), the top symbols of copy and
 # build gzip (`perf record -g`, self time).
 #
-# Environment: MC_ENGINE (default build/cmd/mc-engine), RUNS (3), BENCH_DIR
+# Environment: MC_ENGINE (default build/cmd/mc-engine), RUNS (3), CASES
+# ("copy build push", any subset), BENCH_DIR
 # (/tmp/mc-bench, models are reused), JOBS (nproc), PERF (1), PIGZ (1; 0 skips
 # the slow pigz floor), MC_ENGINE_BASE (a second binary, e.g. of the base
 # commit, run interleaved with the first; rows marked "(base)").
@@ -32,6 +33,8 @@ bench_dir=${BENCH_DIR:-/tmp/mc-bench}
 jobs=${JOBS:-$(nproc)}
 perf_on=${PERF:-1}
 pigz=${PIGZ:-1}
+cases=" ${CASES:-copy build push} "
+want() { [[ $cases == *" $1 "* ]]; }
 # MC_ENGINE_BASE: a second binary (say, of the base commit) measured in the
 # same interleaved runs, its rows marked "(base)".
 engines=("$engine")
@@ -188,6 +191,7 @@ for size in "${sizes[@]}"; do
 
   tar_cmd="tar -C '$dir' -cf - ."
   for ((i = 0; i < runs; i++)); do
+    if want copy; then
     for e in "${engines[@]}"; do
       x=$(suffix "$e")
       run "copy: mc-engine$x" "true" "'$e' copy '$src' 'docker://127.0.0.1:$port_B/mirror/m:mc$i'"
@@ -196,6 +200,8 @@ for size in "${sizes[@]}"; do
     run "copy: skopeo" "rm -f '$BIC'" \
       "skopeo copy --src-tls-verify=false --dest-tls-verify=false '$src' 'docker://127.0.0.1:$port_B/mirror/m:sk$i'"
     reset_registry B
+    fi
+    if want build; then
     for e in "${engines[@]}"; do
       x=$(suffix "$e")
       run "build gzip → oci: (tmpfs)$x" "rm -rf '$shm/out'" \
@@ -209,6 +215,8 @@ for size in "${sizes[@]}"; do
         "'$e' build '$dir' 'oci:$shm/out:v1' --base scratch --compression none --jobs $jobs --no-cache"
     done
     run "tar | openssl dgst -sha256" "" "$tar_cmd | openssl dgst -sha256"
+    fi
+    if want push; then
     for e in "${engines[@]}"; do
       x=$(suffix "$e")
       run "push: build gzip → registry$x" "" \
@@ -225,34 +233,49 @@ for size in "${sizes[@]}"; do
     done
     run "push: curl -T none blob" "" "bash '$tmp/curl_push.sh' '$none_blob' curl/none$i $port_B"
     reset_registry B
+    fi
     rm -rf "$shm/out"
   done
 
-  echo " copy of the gzip image ($layer bytes; MB/s of the layer):"
-  for e in "${engines[@]}"; do row "copy: mc-engine$(suffix "$e")" "$layer"; done
-  row "copy: skopeo" "$layer"
-  echo " build (MB/s of the model):"
-  for e in "${engines[@]}"; do row "build gzip → oci: (tmpfs)$(suffix "$e")" "$bytes"; done
-  row "tar | igzip -1" "$bytes"
-  [[ $pigz == 1 ]] && row "tar | pigz -1 -p$jobs" "$bytes"
-  for e in "${engines[@]}"; do row "build none → oci: (tmpfs)$(suffix "$e")" "$bytes"; done
-  row "tar | openssl dgst -sha256" "$bytes"
-  echo " push (MB/s of the model):"
-  for e in "${engines[@]}"; do row "push: build gzip → registry$(suffix "$e")" "$bytes"; done
-  row "push: curl -T gzip blob" "$bytes"
-  for e in "${engines[@]}"; do row "push: build none → registry$(suffix "$e")" "$bytes"; done
-  row "push: curl -T none blob" "$bytes"
+  if want copy; then
+    echo " copy of the gzip image ($layer bytes; MB/s of the layer):"
+    for e in "${engines[@]}"; do row "copy: mc-engine$(suffix "$e")" "$layer"; done
+    row "copy: skopeo" "$layer"
+  fi
+  if want build; then
+    echo " build (MB/s of the model):"
+    for e in "${engines[@]}"; do row "build gzip → oci: (tmpfs)$(suffix "$e")" "$bytes"; done
+    row "tar | igzip -1" "$bytes"
+    [[ $pigz == 1 ]] && row "tar | pigz -1 -p$jobs" "$bytes"
+    for e in "${engines[@]}"; do row "build none → oci: (tmpfs)$(suffix "$e")" "$bytes"; done
+    row "tar | openssl dgst -sha256" "$bytes"
+  fi
+  if want push; then
+    echo " push (MB/s of the model):"
+    for e in "${engines[@]}"; do row "push: build gzip → registry$(suffix "$e")" "$bytes"; done
+    row "push: curl -T gzip blob" "$bytes"
+    for e in "${engines[@]}"; do row "push: build none → registry$(suffix "$e")" "$bytes"; done
+    row "push: curl -T none blob" "$bytes"
+  fi
   echo " ratios (speed >1: the first is faster; cpu <1: the first uses less):"
-  ratio "copy: mc-engine vs skopeo (target speed ≥1.1, cpu ≤0.6)" "copy: mc-engine" "copy: skopeo"
-  ratio "build gzip vs tar|igzip -1" "build gzip → oci: (tmpfs)" "tar | igzip -1"
-  ratio "build none vs tar|openssl" "build none → oci: (tmpfs)" "tar | openssl dgst -sha256"
-  ratio "push gzip vs curl -T (target speed ≥0.7)" "push: build gzip → registry" "push: curl -T gzip blob"
-  ratio "push none vs curl -T (target speed ≥0.9)" "push: build none → registry" "push: curl -T none blob"
-  # The CPU floor of build gzip: igzip plus two SHA-256 passes (tar and layer).
-  sha=$(awk '{print $3}' "$tmp/tar | openssl dgst -sha256.t" | median)
-  awk -v e="${cpu["build gzip → oci: (tmpfs)"]}" -v g="${cpu["tar | igzip -1"]}" -v s="$sha" 'BEGIN {
-    f = g + 2 * s; printf "  %-58s cpu %5.2fx (floor %.2f cpu-s; target ≤0.9)\n",
-      "build gzip cpu vs igzip + 2 × sha256", (f > 0 ? e / f : 0), f }'
+  if want copy; then
+    ratio "copy: mc-engine vs skopeo (target speed ≥1.1, cpu ≤0.6)" "copy: mc-engine" "copy: skopeo"
+  fi
+  if want build; then
+    ratio "build gzip vs tar|igzip -1" "build gzip → oci: (tmpfs)" "tar | igzip -1"
+    ratio "build none vs tar|openssl" "build none → oci: (tmpfs)" "tar | openssl dgst -sha256"
+  fi
+  if want push; then
+    ratio "push gzip vs curl -T (target speed ≥0.7)" "push: build gzip → registry" "push: curl -T gzip blob"
+    ratio "push none vs curl -T (target speed ≥0.9)" "push: build none → registry" "push: curl -T none blob"
+  fi
+  if want build; then
+    # The CPU floor of build gzip: igzip plus two SHA-256 passes (tar and layer).
+    sha=$(awk '{print $3}' "$tmp/tar | openssl dgst -sha256.t" | median)
+    awk -v e="${cpu["build gzip → oci: (tmpfs)"]}" -v g="${cpu["tar | igzip -1"]}" -v s="$sha" 'BEGIN {
+      f = g + 2 * s; printf "  %-58s cpu %5.2fx (floor %.2f cpu-s; target ≤0.9)\n",
+        "build gzip cpu vs igzip + 2 × sha256", (f > 0 ? e / f : 0), f }'
+  fi
 
   if [[ $perf_works == 1 ]]; then
     echo " perf: top symbols (self, % of cycles)"
