@@ -259,6 +259,14 @@ oci::Result<std::vector<HfFile>> HfClient::ListFiles(const std::string& repo_id,
 }
 
 oci::Result<void> HfClient::Locate(FileLocation& loc) const {
+  MC_ASSIGN_OR_RETURN(std::string url, LocateUrl(loc));
+  std::lock_guard lock(loc.mu);
+  loc.url = std::move(url);
+  ++loc.generation;
+  return {};
+}
+
+oci::Result<std::string> HfClient::LocateUrl(const FileLocation& loc) const {
   std::string url = ResolveUrl(loc.repo_id, loc.commit, loc.file.path);
   std::string what = loc.repo_id + "/" + loc.file.path;
   for (int hop = 0; hop < 10; ++hop) {
@@ -289,30 +297,30 @@ oci::Result<void> HfClient::Locate(FileLocation& loc) const {
         return Fail(ErrorCode::kVerificationFailed,
                     what + ": X-Linked-Etag differs from the listing's LFS sha256");
       }
-      std::lock_guard lock(loc.mu);
-      loc.url = next;
-      ++loc.generation;
-      return {};
+      return next;
     }
     if (resp.status != 200) return std::unexpected(ErrorFor(resp, what, loc.repo_id));
-    std::lock_guard lock(loc.mu);
-    loc.url = url;
-    ++loc.generation;
-    return {};
+    return url;
   }
   return Fail(ErrorCode::kNetwork, what + ": too many redirects");
 }
 
 // Sends the ranged GET for [begin, end) (end exclusive), re-resolving an
-// expired presigned URL at most twice.
+// expired presigned URL at most three times (FileLocation: a URL another
+// fetch already replaced is not counted).
 oci::Result<HttpResponse> HfClient::OpenRange(FileLocation& loc, uint64_t begin, uint64_t end,
                                               int* reresolves,
                                               const registry::BodyHandler& handler) const {
   std::string what = loc.repo_id + "/" + loc.file.path;
+  std::optional<std::string> own;  // a URL this fetch resolved for itself
   for (;;) {
     std::string url;
-    uint64_t generation;
-    {
+    uint64_t generation = 0;
+    const bool own_url = own.has_value();
+    if (own_url) {
+      url = std::move(*own);
+      own.reset();
+    } else {
       std::lock_guard lock(loc.mu);
       url = loc.url;
       generation = loc.generation;
@@ -323,17 +331,23 @@ oci::Result<HttpResponse> HfClient::OpenRange(FileLocation& loc, uint64_t begin,
     req.headers = {{"Accept-Encoding", "identity"},
                    {"Range", "bytes=" + std::to_string(begin) + "-" + std::to_string(end - 1)}};
     MC_ASSIGN_OR_RETURN(auto resp, Send(req, &handler));
-    if (resp.status == 206 || resp.status == 200) return resp;
+    if (resp.status == 206 || resp.status == 200) {
+      if (own_url) {  // it works: the other fetches of the file use it from now on
+        std::lock_guard lock(loc.mu);
+        loc.url = url;
+        ++loc.generation;
+      }
+      return resp;
+    }
     bool expired = (resp.status == 403 || resp.status == 401) && !IsHubUrl(url);
+    if (expired && !own_url) {
+      std::lock_guard lock(loc.mu);
+      if (loc.generation != generation) continue;  // replaced meanwhile: try the new one
+    }
     if (expired && (*reresolves)++ < 3) {
       registry::Log()->info("{}: the download URL was refused (HTTP {}), resolving it again", what,
                             resp.status);
-      bool stale;
-      {
-        std::lock_guard lock(loc.mu);
-        stale = loc.generation == generation;
-      }
-      if (stale) MC_RETURN_IF_ERROR(Locate(loc));
+      MC_ASSIGN_OR_RETURN(own, LocateUrl(loc));
       continue;
     }
     if (resp.status == 416) {

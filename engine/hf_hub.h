@@ -81,8 +81,11 @@ struct HfClientOptions {
 };
 
 // Where the bytes of one file are, shared by all fetches of that file. When a
-// presigned URL expires (403 from the CDN) one fetch re-resolves it and the
-// others pick up the new URL.
+// presigned URL expires (403 from the CDN) one fetch re-resolves it for
+// itself, and once that URL worked the others pick it up. A 403 for a URL
+// that another fetch has replaced meanwhile costs no re-resolve: otherwise
+// fetches racing for URLs that a CDN honours once (or briefly) could use up
+// each other's budget.
 struct FileLocation {
   std::string repo_id;
   std::string commit;
@@ -116,6 +119,8 @@ class HfClient {
   // X-Linked-Etag against the listing (kVerificationFailed on a mismatch) and
   // stores the URL in `loc`.
   oci::Result<void> Locate(FileLocation& loc) const;
+  // The same, returning the URL without storing it.
+  oci::Result<std::string> LocateUrl(const FileLocation& loc) const;
 
   // Fetches [offset, offset+length) of the file into `sink`, with `Range` and
   // `Accept-Encoding: identity`. Retries broken connections from the byte it

@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include <openssl/sha.h>
 #include <nlohmann/json.hpp>
@@ -46,6 +48,12 @@ class FakeHub final : public registry::Transport {
   std::string corrupt;        // this file's bytes are flipped on the CDN
   std::string gone;           // the CDN answers 404 for this file
   bool ignore_range = false;  // the CDN answers ranged GETs with 200
+  // Presigned URLs the CDN honours once (each HEAD signs a new one); a used
+  // one gets 403 and calls on_refused (under the hub's lock).
+  bool single_use = false;
+  std::set<std::string> used;
+  std::function<void()> on_refused;
+  int heads = 0;
 
   oci::Result<HttpResponse> Send(HttpRequest req) override {
     std::lock_guard lock(mu_);
@@ -120,9 +128,11 @@ class FakeHub final : public registry::Transport {
   HttpResponse Resolve(const HttpRequest& req, const std::string& path, const std::string& range) {
     auto it = files.find(path);
     if (it == files.end()) return Reply(404, "", {{"x-error-code", "EntryNotFound"}});
+    if (req.method == "HEAD") ++heads;
     if (it->second.size() >= 1000) {
+      std::string sig = single_use ? "s" + std::to_string(heads) : "s";
       return Reply(302, "",
-                   {{"location", "http://cdn.test/" + path + "?X-Amz-Signature=s"},
+                   {{"location", "http://cdn.test/" + path + "?X-Amz-Signature=" + sig},
                     {"x-linked-size", std::to_string(it->second.size())},
                     {"x-linked-etag", "\"" + oci::Digest::Of(it->second).hex() + "\""}});
     }
@@ -131,6 +141,13 @@ class FakeHub final : public registry::Transport {
   }
   HttpResponse Cdn(const std::string& rest, const std::string& range) {
     std::string path = rest.substr(0, rest.find('?'));
+    if (single_use) {
+      std::string sig = rest.substr(rest.find("X-Amz-Signature=") + 16);
+      if (!used.insert(sig).second) {
+        if (on_refused) on_refused();
+        return Reply(403, "<Error><Code>AccessDenied</Code></Error>");
+      }
+    }
     if (path == gone) return Reply(404, "<Error><Code>NoSuchKey</Code></Error>");
     std::string content = files.at(path);
     if (path == corrupt) content[content.size() / 2] ^= 1;
@@ -288,6 +305,66 @@ TEST(HfClientTest, PaginatesAndSendsTheTokenOnlyToTheHub) {
     }
   }
   EXPECT_EQ(hub_calls, 1 + 1 + 3 + 1);  // 429, revision, 3 tree pages, HEAD
+}
+
+// Fetches of one file share its URL. A 403 for a URL another fetch has
+// replaced meanwhile is not this fetch's failure: it takes the new URL
+// without spending a re-resolve (five replaced URLs in a row, budget three).
+TEST(HfClientTest, AUrlReplacedByAnotherFetchCostsNoReresolve) {
+  auto hub = MakeHub();
+  hub->single_use = true;
+  HfClient client(hub, Options());
+  FileLocation loc;
+  loc.repo_id = "org/m";
+  loc.commit = hub->commit;
+  const std::string& big = hub->files["big.safetensors"];
+  loc.file = HfFile{"big.safetensors", big.size(), GitOid(big), oci::Digest::Of(big).hex()};
+  ASSERT_TRUE(client.Locate(loc));
+  hub->used = {"s1", "r1", "r2", "r3", "r4"};  // other fetches used them first
+  int replaced = 0;
+  hub->on_refused = [&] {  // ... and published the next one meanwhile
+    std::lock_guard lock(loc.mu);
+    loc.url = "http://cdn.test/big.safetensors?X-Amz-Signature=" +
+              (++replaced < 5 ? "r" + std::to_string(replaced) : std::string("good"));
+    ++loc.generation;
+  };
+  std::string got;
+  auto r = client.FetchRange(loc, 0, 10, [&](uint64_t, std::span<const std::byte> d) {
+    got += oci::AsString(d);
+    return oci::Result<void>{};
+  });
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(got, hub->files["big.safetensors"].substr(0, 10));
+  EXPECT_EQ(replaced, 5);
+  EXPECT_EQ(hub->heads, 1);  // no re-resolve of our own
+}
+
+// A refused URL nobody replaced: this fetch resolves one for itself, uses it
+// (a URL honoured once still works), then shares it; when every fresh URL is
+// refused too, three re-resolves are the limit.
+TEST(HfClientTest, AnExpiredUrlIsResolvedForTheFetchThenShared) {
+  auto hub = MakeHub();
+  hub->single_use = true;
+  HfClient client(hub, Options());
+  FileLocation loc;
+  loc.repo_id = "org/m";
+  loc.commit = hub->commit;
+  const std::string& big = hub->files["big.safetensors"];
+  loc.file = HfFile{"big.safetensors", big.size(), GitOid(big), oci::Digest::Of(big).hex()};
+  ASSERT_TRUE(client.Locate(loc));
+  hub->used = {"s1"};
+  auto sink = [](uint64_t, std::span<const std::byte>) { return oci::Result<void>{}; };
+  ASSERT_TRUE(client.FetchRange(loc, 0, 10, sink));
+  EXPECT_EQ(hub->heads, 2);
+  EXPECT_TRUE(loc.url.ends_with("X-Amz-Signature=s2")) << loc.url;  // shared once it worked
+  EXPECT_EQ(loc.generation, 2u);
+
+  hub->on_refused = nullptr;
+  for (int i = 1; i <= 10; ++i) hub->used.insert("s" + std::to_string(i));  // all refused
+  auto r = client.FetchRange(loc, 0, 10, sink);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnauthorized) << r.error().message;
+  EXPECT_EQ(hub->heads, 2 + 3);
 }
 
 TEST(DownloaderTest, SegmentsInParallelAndVerifies) {
