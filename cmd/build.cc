@@ -12,6 +12,7 @@
 #include "engine/hf_hub.h"
 #include "engine/image_ref.h"
 #include "engine/metadata_store.h"
+#include "oci/image.h"
 #include "oci/io.h"
 #include "oci/layout.h"
 #include "registry/curl_transport.h"
@@ -257,7 +258,7 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
                             {"compression", compression},
                             {"type", f.type},
                             {"layers", built->layers.size()},
-                            {"builtAt", engine::Rfc3339(std::time(nullptr))}};
+                            {"builtAt", oci::Rfc3339(std::time(nullptr))}};
     if (!built->layers.empty()) {
       image["layerDigest"] = built->layers.front().descriptor.digest.String();
       image["diffId"] = built->layers.front().diff_id.String();

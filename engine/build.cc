@@ -431,8 +431,6 @@ Result<std::string> ParseUser(std::string_view value) {
   return std::string(value);
 }
 
-std::string Rfc3339(int64_t unix_seconds) { return oci::Rfc3339(unix_seconds); }
-
 Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
                                oci::ImageDestination& dest, Progress* progress) {
   if (o.kind == ArtifactKind::kModelPack) return BuildModelPack(input, o, dest, progress);
@@ -495,7 +493,7 @@ Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& o,
     if (cache) cache->Store(key, result.layers);
   }
 
-  const std::string created = Rfc3339(o.mtime);
+  const std::string created = oci::Rfc3339(o.mtime);
   std::vector<oci::RawManifest> manifests;
   for (const auto& b : bases) {
     json cfg = MakeConfig(b, result.layers, o, created);

@@ -124,9 +124,6 @@ struct BuildResult {
 // kInvalidInput (one line naming --user and the form) otherwise.
 oci::Result<std::string> ParseUser(std::string_view value);
 
-// RFC 3339 UTC time of a Unix timestamp ("1970-01-01T00:00:00Z").
-std::string Rfc3339(int64_t unix_seconds);
-
 // Builds and stores the image at `dest`. Blobs first, config next, manifest last.
 oci::Result<BuildResult> BuildImage(const ModelInput& input, const BuildOptions& options,
                                     oci::ImageDestination& dest, Progress* progress = nullptr);

@@ -288,7 +288,7 @@ Result<std::unique_ptr<oci::ImageSource>> OpenBuiltinBase(const BuiltinBaseOptio
   if (!built) return std::unexpected(built.error().Wrap("writing the built-in base layer"));
   std::string layer = sink.Take();
 
-  const std::string created = Rfc3339(o.mtime);
+  const std::string created = oci::Rfc3339(o.mtime);
   std::string tools;
   for (std::string_view t : kBuiltinTools) tools += " " + std::string(t);
   json cfg = {{"architecture", platform.architecture},

@@ -197,7 +197,7 @@ json ModelFacts(const std::vector<oci::TarEntry>& entries, const FileReader& rea
                 const ModelInput& in, const BuildOptions& o) {
   json descriptor = json::object();
   json config = json::object();
-  descriptor["createdAt"] = Rfc3339(o.mtime);
+  descriptor["createdAt"] = oci::Rfc3339(o.mtime);
   descriptor["name"] = o.name.empty() ? ModelTitle(in) : o.name;
   if (!in.version.empty()) descriptor["version"] = in.version;
   if (!in.revision.empty()) descriptor["revision"] = in.revision;

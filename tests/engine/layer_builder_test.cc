@@ -298,8 +298,8 @@ TEST(BuildImageTest, AFailedBuildsBlobsAreReusedByTheNextRun) {
 }
 
 TEST(BuildImageTest, RfcTime) {
-  EXPECT_EQ(Rfc3339(0), "1970-01-01T00:00:00Z");
-  EXPECT_EQ(Rfc3339(1700000000), "2023-11-14T22:13:20Z");
+  EXPECT_EQ(oci::Rfc3339(0), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(oci::Rfc3339(1700000000), "2023-11-14T22:13:20Z");
 }
 
 }  // namespace
