@@ -258,11 +258,20 @@ oci::Result<std::vector<HfFile>> HfClient::ListFiles(const std::string& repo_id,
   return files;
 }
 
-oci::Result<void> HfClient::Locate(FileLocation& loc) const {
-  MC_ASSIGN_OR_RETURN(std::string url, LocateUrl(loc));
+namespace {
+
+// Makes `url` the one every fetch of the file uses from now on.
+void Publish(FileLocation& loc, std::string url) {
   std::lock_guard lock(loc.mu);
   loc.url = std::move(url);
   ++loc.generation;
+}
+
+}  // namespace
+
+oci::Result<void> HfClient::Locate(FileLocation& loc) const {
+  MC_ASSIGN_OR_RETURN(std::string url, LocateUrl(loc));
+  Publish(loc, std::move(url));
   return {};
 }
 
@@ -332,11 +341,7 @@ oci::Result<HttpResponse> HfClient::OpenRange(FileLocation& loc, uint64_t begin,
                    {"Range", "bytes=" + std::to_string(begin) + "-" + std::to_string(end - 1)}};
     MC_ASSIGN_OR_RETURN(auto resp, Send(req, &handler));
     if (resp.status == 206 || resp.status == 200) {
-      if (own_url) {  // it works: the other fetches of the file use it from now on
-        std::lock_guard lock(loc.mu);
-        loc.url = url;
-        ++loc.generation;
-      }
+      if (own_url) Publish(loc, url);  // it works: the other fetches use it too
       return resp;
     }
     bool expired = (resp.status == 403 || resp.status == 401) && !IsHubUrl(url);

@@ -307,6 +307,16 @@ TEST(HfClientTest, PaginatesAndSendsTheTokenOnlyToTheHub) {
   EXPECT_EQ(hub_calls, 1 + 1 + 3 + 1);  // 429, revision, 3 tree pages, HEAD
 }
 
+// Points `loc` at the hub's big.safetensors and locates it (the first URL).
+void LocateBig(const HfClient& client, FakeHub& hub, FileLocation& loc) {
+  loc.repo_id = "org/m";
+  loc.commit = hub.commit;
+  const std::string& big = hub.files["big.safetensors"];
+  loc.file = HfFile{"big.safetensors", big.size(), GitOid(big), oci::Digest::Of(big).hex()};
+  auto r = client.Locate(loc);
+  ASSERT_TRUE(r) << r.error().message;
+}
+
 // Fetches of one file share its URL. A 403 for a URL another fetch has
 // replaced meanwhile is not this fetch's failure: it takes the new URL
 // without spending a re-resolve (five replaced URLs in a row, budget three).
@@ -315,11 +325,7 @@ TEST(HfClientTest, AUrlReplacedByAnotherFetchCostsNoReresolve) {
   hub->single_use = true;
   HfClient client(hub, Options());
   FileLocation loc;
-  loc.repo_id = "org/m";
-  loc.commit = hub->commit;
-  const std::string& big = hub->files["big.safetensors"];
-  loc.file = HfFile{"big.safetensors", big.size(), GitOid(big), oci::Digest::Of(big).hex()};
-  ASSERT_TRUE(client.Locate(loc));
+  LocateBig(client, *hub, loc);
   hub->used = {"s1", "r1", "r2", "r3", "r4"};  // other fetches used them first
   int replaced = 0;
   hub->on_refused = [&] {  // ... and published the next one meanwhile
@@ -347,11 +353,7 @@ TEST(HfClientTest, AnExpiredUrlIsResolvedForTheFetchThenShared) {
   hub->single_use = true;
   HfClient client(hub, Options());
   FileLocation loc;
-  loc.repo_id = "org/m";
-  loc.commit = hub->commit;
-  const std::string& big = hub->files["big.safetensors"];
-  loc.file = HfFile{"big.safetensors", big.size(), GitOid(big), oci::Digest::Of(big).hex()};
-  ASSERT_TRUE(client.Locate(loc));
+  LocateBig(client, *hub, loc);
   hub->used = {"s1"};
   auto sink = [](uint64_t, std::span<const std::byte>) { return oci::Result<void>{}; };
   ASSERT_TRUE(client.FetchRange(loc, 0, 10, sink));
