@@ -35,6 +35,7 @@
 #include <span>
 #include <vector>
 
+#include "registry/curl_memory.h"
 #include "registry/curl_worker.h"
 #include "registry/http_util.h"
 #include "registry/log.h"
@@ -500,8 +501,7 @@ oci::Result<HttpResponse> CurlTransport::FollowRedirects(HttpRequest request,
 }  // namespace
 
 std::shared_ptr<Transport> NewCurlTransport(const TransportOptions& options) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  internal::InitCurl();  // the process's first libcurl call
   return std::make_shared<CurlTransport>(options);
 }
 

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "oci/digest.h"
+#include "registry/curl_memory.h"
 #include "registry/log.h"
 #include "tests/support/http_test_util.h"
 #include "tests/support/paths.h"
@@ -257,6 +258,24 @@ struct Streamed {
     return h;
   }
 };
+
+// libcurl allocates its upload and receive buffers for every transfer and
+// frees them at its end; the transport's allocator hands the same blocks to
+// the next transfer instead of fresh pages (curl_memory.h).
+TEST_F(CurlTransportTest, ConsecutiveUploadsReuseLibcurlsBuffers) {
+  std::string body(3'000'000, 'x');
+  const size_t before = internal::GetCurlMemoryStats().reused;
+  for (int i = 0; i < 3; ++i) {
+    HttpRequest patch = Get(Url("/echo"));
+    patch.method = "PATCH";
+    patch.body_parts = {oci::AsBytes(body)};
+    auto resp = transport_->Send(patch);
+    ASSERT_TRUE(resp) << resp.error().message;
+    EXPECT_EQ(nlohmann::json::parse(resp->ReadBody().value())["length"], body.size());
+  }
+  // The 2 MiB upload buffer and the receive buffer of the 2nd and 3rd PATCH.
+  EXPECT_GE(internal::GetCurlMemoryStats().reused - before, 4u);
+}
 
 uint64_t Counter(const nlohmann::json& stats, const std::string& key) {
   return stats["counters"].value(key, uint64_t{0});
