@@ -9,6 +9,7 @@
 #include "cmd/sign_flags.h"
 #include "engine/build.h"
 #include "engine/builtin_base.h"
+#include "engine/cancel.h"
 #include "engine/hf_hub.h"
 #include "engine/image_ref.h"
 #include "engine/metadata_store.h"
@@ -228,6 +229,7 @@ oci::Result<void> RunBuild(const BuildFlags& f, Context& ctx) {
     registry::TransportOptions topts;
     topts.retry_times = 0;  // the Hub client retries itself
     topts.trace = ctx.global.verbose >= 2;
+    topts.cancelled = engine::Cancelled;  // SIGINT/SIGTERM end a stalled fetch too
     MC_ASSIGN_OR_RETURN(input,
                         engine::OpenHfModel(registry::NewCurlTransport(topts), f.source, hf));
   } else {

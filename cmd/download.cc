@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cmd/cli.h"
+#include "engine/cancel.h"
 #include "engine/download.h"
 #include "engine/metadata_store.h"
 #include "registry/curl_transport.h"
@@ -56,6 +57,7 @@ oci::Result<void> RunDownload(const DownloadFlags& f, Context& ctx) {
   topts.tls.cert_dir = f.cert_dir;
   topts.retry_times = 0;  // the Hub client retries itself
   topts.trace = ctx.global.verbose >= 2;
+  topts.cancelled = engine::Cancelled;  // SIGINT/SIGTERM end a stalled fetch too
   auto transport = registry::NewCurlTransport(topts);
 
   MC_ASSIGN_OR_RETURN(engine::DownloadResult r, engine::Download(transport, opts, &ctx.progress));

@@ -83,8 +83,10 @@ registry::RemoteOptions ToRemoteOptions(const RemoteSettings& s) {
   o.upload.backoff.base = s.transport.retry_delay;
   o.upload.backoff.ceiling = std::max(o.upload.backoff.ceiling, s.transport.retry_delay);
   if (s.chunk_size > 0) o.upload.chunk_size = s.chunk_size;
-  // SIGINT/SIGTERM stop an upload between chunks, its session kept for the next run.
+  // SIGINT/SIGTERM stop an upload between chunks, its session kept for the next run;
+  // a transfer that does not end by itself within the grace is aborted (a stalled link).
   o.upload.cancelled = [] { return Cancelled(); };
+  o.transport.cancelled = [] { return Cancelled(); };
   // --retry-times bounds upload recovery too: each retry of a request is
   // about two recovery attempts of a chunk (the PATCH and the status GET).
   o.upload.max_attempts = std::max(1, 2 * s.transport.retry_times);

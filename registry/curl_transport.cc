@@ -244,6 +244,14 @@ oci::Result<void> CurlTransport::Configure(Transfer& t, const HttpRequest& r,
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, internal::OnWrite);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+  if (options_.cancelled) {
+    t.stop_requested = options_.cancelled;
+    t.cancel_grace = options_.cancel_grace;
+    t.cancel_deadline = options_.cancel_deadline;
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, internal::OnProgress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, &t);
+  }
   if (!options_.tls.verify) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -318,7 +326,7 @@ oci::Result<HttpResponse> CurlTransport::SendOnce(const HttpRequest& r, const Ur
     std::lock_guard lock(t->mu);
     if (!t->headers_done) {
       if (!fed) return std::unexpected(fed.error().Wrap(what + ": reading the request body"));
-      return std::unexpected(internal::TransferError(t->result, t->error_detail, what));
+      return std::unexpected(internal::TransferError(*t, t->result, t->error_detail, what));
     }
     resp.status = t->status;
     resp.headers = t->headers;
@@ -436,7 +444,7 @@ oci::Result<HttpResponse> CurlTransport::PerformHere(const HttpRequest& r, const
   {
     std::lock_guard lock(t.mu);
     if (!t.headers_done) {
-      return std::unexpected(internal::TransferError(rc, t.errbuf, what));
+      return std::unexpected(internal::TransferError(t, rc, t.errbuf, what));
     }
     resp.status = t.status;
     resp.headers = t.headers;
@@ -444,7 +452,7 @@ oci::Result<HttpResponse> CurlTransport::PerformHere(const HttpRequest& r, const
   if (!d.decided && !d.Decide()) return std::unexpected(*d.error);  // empty body
   if (rc != CURLE_OK && d.deliver) {
     return std::unexpected(internal::TransferError(
-        rc, t.errbuf, what + " (after " + std::to_string(d.delivered) + " body bytes)"));
+        t, rc, t.errbuf, what + " (after " + std::to_string(d.delivered) + " body bytes)"));
   }
   resp.effective_url = r.url;
   resp.body = std::make_unique<oci::StringReader>(std::move(d.small_body));

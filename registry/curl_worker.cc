@@ -190,7 +190,10 @@ size_t OnRead(char* data, size_t size, size_t n, void* userdata) {
   size_t len = size * n;
   if (!t->streamed_body) {
     // Sent without a length: ending here ends the body (the last chunk).
-    if (t->end_early && t->end_early()) return 0;
+    if (t->end_early && t->end_early()) {
+      t->body_sent = true;
+      return 0;
+    }
     // Straight from the caller's parts into libcurl's send buffer.
     size_t k = 0;
     while (k < len && t->body_part < t->body.size()) {
@@ -204,13 +207,17 @@ size_t OnRead(char* data, size_t size, size_t n, void* userdata) {
         t->part_pos = 0;
       }
     }
+    if (t->body_part == t->body.size()) t->body_sent = true;
     return k;
   }
   std::lock_guard lock(t->mu);
   if (t->cancelled || t->upload_abandoned || t->upload_error) return CURL_READFUNC_ABORT;
   size_t avail = t->upload.size() - t->upload_head;
   if (avail == 0) {
-    if (t->upload_eof) return 0;
+    if (t->upload_eof) {
+      t->body_sent = true;
+      return 0;
+    }
     t->send_paused = true;
     return CURL_READFUNC_PAUSE;
   }
@@ -233,6 +240,7 @@ int OnSeek(void* userdata, curl_off_t offset, int origin) {
     return CURL_SEEKFUNC_CANTSEEK;
   }
   auto rest = static_cast<uint64_t>(offset);
+  t->body_sent = false;
   t->body_part = 0;
   while (t->body_part < t->body.size() && rest >= t->body[t->body_part].size()) {
     rest -= t->body[t->body_part].size();
@@ -240,6 +248,26 @@ int OnSeek(void* userdata, curl_off_t offset, int origin) {
   }
   t->part_pos = static_cast<size_t>(rest);
   return CURL_SEEKFUNC_OK;
+}
+
+int OnProgress(void* userdata, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t ulnow) {
+  auto* t = static_cast<Transfer*>(userdata);
+  if (!t->stop_requested || !t->stop_requested()) return 0;
+  // libcurl calls this whenever it runs the transfer, on a stalled link too
+  // (its speed check wakes the transfer every second).
+  auto now = std::chrono::steady_clock::now();
+  if (!t->cancel_seen) t->cancel_seen = now;
+  const int64_t moved = dlnow + ulnow;
+  if (moved != t->moved) {
+    t->moved = moved;
+    t->moved_at = now;
+  }
+  // A request whose whole body went out awaits its answer (a proxy may still
+  // be forwarding the body): only the deadline ends that.
+  const bool stalled = !t->body_sent && now - t->moved_at >= t->cancel_grace;
+  if (!stalled && now - *t->cancel_seen < t->cancel_deadline) return 0;
+  t->interrupted = true;
+  return 1;  // CURLE_ABORTED_BY_CALLBACK
 }
 
 BodyReader::~BodyReader() {
@@ -274,8 +302,16 @@ oci::Result<size_t> BodyReader::Read(std::span<std::byte> out) {
   }
   if (t_->result == CURLE_OK) return 0;
   return std::unexpected(
-      TransferError(t_->result, t_->error_detail,
+      TransferError(*t_, t_->result, t_->error_detail,
                     what_ + " (after " + std::to_string(t_->received) + " body bytes)"));
+}
+
+oci::Error TransferError(const Transfer& t, CURLcode code, const std::string& detail,
+                         const std::string& what) {
+  if (t.interrupted) {
+    return oci::Error{oci::ErrorCode::kCancelled, what + ": interrupted", 0, std::nullopt};
+  }
+  return TransferError(code, detail, what);
 }
 
 oci::Error TransferError(CURLcode code, const std::string& detail, const std::string& what) {

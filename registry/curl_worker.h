@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -40,6 +42,18 @@ struct Transfer {
   std::function<bool()> end_early;  // HttpRequest::end_body_early (in-memory bodies)
   size_t buffer_cap = 2 << 20;
   char errbuf[CURL_ERROR_SIZE] = {};
+  // TransportOptions::cancelled, cancel_grace and cancel_deadline; then
+  // the progress callback's state.
+  std::function<bool()> stop_requested;
+  std::chrono::milliseconds cancel_grace{0};
+  std::chrono::milliseconds cancel_deadline{0};
+  std::optional<std::chrono::steady_clock::time_point> cancel_seen;
+  std::chrono::steady_clock::time_point moved_at;  // last progress after cancel_seen
+  int64_t moved = -1;                              // bytes moved at moved_at
+  std::atomic<bool> interrupted{false};            // aborted because of `stop_requested`
+  // The read callback gave the last body byte (read by the progress
+  // callback; both run on the thread that drives the handle).
+  bool body_sent = false;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -99,6 +113,9 @@ size_t OnHeader(char* data, size_t size, size_t n, void* userdata);
 size_t OnWrite(char* data, size_t size, size_t n, void* userdata);
 size_t OnRead(char* data, size_t size, size_t n, void* userdata);
 int OnSeek(void* userdata, curl_off_t offset, int origin);
+// Once `stop_requested` says so, aborts the transfer when it stops moving
+// (TransportOptions::cancelled).
+int OnProgress(void* userdata, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
 
 // The response body: reads from the transfer's buffer, resuming the paused
 // transfer when it drains; destroying it early aborts the transfer.
@@ -117,5 +134,8 @@ class BodyReader final : public oci::Reader {
 
 // Maps a failed transfer to an Error ("what: reason").
 oci::Error TransferError(CURLcode code, const std::string& detail, const std::string& what);
+// The same for a transfer that may have been interrupted (kCancelled then).
+oci::Error TransferError(const Transfer& t, CURLcode code, const std::string& detail,
+                         const std::string& what);
 
 }  // namespace mc::registry::internal

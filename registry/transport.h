@@ -120,6 +120,17 @@ struct TransportOptions {
   std::vector<std::string> system_cert_dirs = {"/etc/containers/certs.d", "/etc/docker/certs.d"};
   // Response bytes buffered per transfer before the transfer is paused.
   size_t response_buffer_bytes = 2 << 20;
+  // Polled while transfers run (SIGINT/SIGTERM): once it returns true, a
+  // transfer is aborted with kCancelled when it moves no byte for
+  // cancel_grace — a stalled link, which otherwise only stall_timeout would
+  // end — or is still running cancel_deadline after the flag. A request
+  // whose whole body went out waits for its answer until the deadline: an
+  // upload whose body ended early (HttpRequest::end_body_early) gets the
+  // registry's Range even when a slow link or a buffering proxy still
+  // carries the body.
+  std::function<bool()> cancelled;
+  std::chrono::milliseconds cancel_grace{500};
+  std::chrono::milliseconds cancel_deadline{10'000};
 };
 
 }  // namespace mc::registry

@@ -13,6 +13,10 @@
 //   - SIGTERM while a chunk crawls over a slow link: the chunk ends early (its
 //     body has no length), the registry keeps what arrived, and the next run
 //     sends only the rest;
+//   - SIGTERM while nothing moves at all (a proxy holds the PATCH unread): the
+//     chunk cannot end early, so it is abandoned once it stops moving — the
+//     run exits 143 in seconds, not after the 120 s stall timeout — and the
+//     next run sends only what the registry lacks;
 //   - a network that stays down: exit 6 naming the registry.
 // Every image is read back with skopeo and GNU tar and compared with the model.
 #include <signal.h>
@@ -247,6 +251,51 @@ TEST(PushFaultsTest, SigtermEndsTheChunkOnASlowLinkEarly) {
   uint64_t resent = proxy.BodyBytes("PATCH") + proxy.BodyBytes("PUT") - patches[0].body_bytes;
   EXPECT_LE(resent, weights + 64 * 1024 - patches[0].body_bytes) << out;
   EXPECT_TRUE(ImageHoldsModel(reg, reg.host() + "/models/slow:v1", tmp / "model", tmp / "copy"));
+}
+
+// The proxy buffers request bodies (like nginx) and stops reading the second
+// PATCH after 1 MiB: the link is dead, no byte of that chunk reaches the
+// registry, and the early end of the body has nothing to drain through. (The
+// proxy's small receive buffer makes the stall reach the client as
+// unacknowledged bytes; with loopback's 32 MiB buffers the kernel would take
+// the whole chunk, and the client would wait for an answer up to the 10 s
+// cancel deadline.)
+TEST(PushFaultsTest, SigtermOnAStalledLinkStopsInSeconds) {
+  RegistryFixture reg;
+  ASSERT_TRUE(reg.ok()) << reg.error();
+  FaultOptions stall;
+  stall.buffer_requests = true;
+  stall.stall_request_after = 1 * kMiB;
+  stall.stall_skip = 1;
+  stall.stall_stop_reading = true;
+  stall.recv_buffer = 256 << 10;
+  FaultProxy proxy(reg.host(), stall);
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  TempDir tmp;
+  const uint64_t weights = 40 * kMiB;
+  MakeModel(tmp / "model", weights);
+  std::string cmd = BuildCommand(tmp, proxy.host() + "/models/stalled:v1", "--chunk-size 16M");
+  BackgroundCommand first(cmd, tmp / "first.log");
+  ASSERT_TRUE(first.WaitUntil([&] { return proxy.Log().find("stalled") != std::string::npos; },
+                              std::chrono::seconds(120)))
+      << first.Output();
+  auto signalled = std::chrono::steady_clock::now();
+  first.Signal(SIGTERM);
+  ASSERT_EQ(first.Wait(), 143) << first.Output();
+  // About 1.5 s (0.5 s without progress, checked once a second); the stall
+  // timeout alone would take 120 s.
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(10))
+      << first.Output();
+  EXPECT_NE(first.Output().find("the session is kept"), std::string::npos) << first.Output();
+  EXPECT_EQ(reg.CountRequests("DELETE"), 0) << "the session must be kept";
+
+  uint64_t before = proxy.BodyBytes("PATCH") + proxy.BodyBytes("PUT");
+  std::string out;
+  ASSERT_EQ(mc::testing::Run(cmd, &out), 0) << out;
+  EXPECT_NE(out.find("resuming the upload"), std::string::npos) << out;
+  uint64_t resent = proxy.BodyBytes("PATCH") + proxy.BodyBytes("PUT") - before;
+  EXPECT_LE(resent, weights + 64 * 1024 - 16 * kMiB) << "one chunk was acknowledged\n" << out;
+  EXPECT_TRUE(ImageHoldsModel(reg, reg.host() + "/models/stalled:v1", tmp / "model", tmp / "copy"));
 }
 
 TEST(PushFaultsTest, ANetworkThatStaysDownIsExit6NamingTheRegistry) {

@@ -5,6 +5,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -208,6 +209,73 @@ TEST_F(CurlTransportTest, StallTimeout) {
   ASSERT_FALSE(body);
   EXPECT_EQ(body.error().code, oci::ErrorCode::kTransient);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+// SIGINT/SIGTERM reach a transfer on a link that moves no byte: it ends
+// cancel_grace after the flag went up (kCancelled), not after stall_timeout
+// (120 s) or when the server gives up (/stall: 30 s). Both ways of sending.
+TEST_F(CurlTransportTest, CancellationEndsAStalledTransferAfterTheGrace) {
+  std::atomic<bool> stop{false};
+  TransportOptions opts;
+  opts.cancelled = [&] { return stop.load(); };
+  opts.cancel_grace = std::chrono::milliseconds(200);
+  auto t = NewCurlTransport(opts);
+  auto resp = t->Send(Get(Url("/stall")));
+  ASSERT_TRUE(resp) << resp.error().message;
+  auto start = std::chrono::steady_clock::now();
+  stop = true;  // headers arrived, the body never will
+  auto body = resp->ReadBody();
+  ASSERT_FALSE(body);
+  EXPECT_EQ(body.error().code, oci::ErrorCode::kCancelled) << body.error().message;
+  EXPECT_NE(body.error().message.find("interrupted"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+
+  stop = false;
+  BodyHandler h;
+  h.on_response = [&](const HttpResponse&) -> oci::Result<void> {
+    stop = true;
+    start = std::chrono::steady_clock::now();
+    return {};
+  };
+  h.on_body = [](std::span<const std::byte>) -> oci::Result<void> { return {}; };
+  auto streamed = t->SendStreaming(Get(Url("/stall?sent=10")), h);
+  ASSERT_FALSE(streamed);
+  EXPECT_EQ(streamed.error().code, oci::ErrorCode::kCancelled) << streamed.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+
+  // Without the flag the same transport still works.
+  stop = false;
+  auto ok = t->Send(Get(Url("/bytes/1000")));
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->ReadBody().value().size(), 1000u);
+}
+
+// A request body the peer took to the last byte awaits its answer (a
+// buffering proxy may still be forwarding it) — until cancel_deadline, not
+// just cancel_grace. /stall answers nothing for 30 s.
+TEST_F(CurlTransportTest, CancellationWaitsForTheAnswerToASentBodyUntilTheDeadline) {
+  TransportOptions opts;
+  opts.cancelled = [] { return true; };
+  opts.cancel_grace = std::chrono::milliseconds(1000);
+  opts.cancel_deadline = std::chrono::milliseconds(2500);
+  auto t = NewCurlTransport(opts);
+  std::string body(10'000, 'x');
+  HttpRequest patch = Get(Url("/stall"));
+  patch.method = "PATCH";
+  patch.body_parts = {oci::AsBytes(body)};
+  auto start = std::chrono::steady_clock::now();
+  auto resp = t->Send(patch);
+  auto waited = std::chrono::steady_clock::now() - start;
+  if (resp) {  // /stall sends its headers at once; the body never comes
+    auto rest = resp->ReadBody();
+    waited = std::chrono::steady_clock::now() - start;
+    ASSERT_FALSE(rest);
+    EXPECT_EQ(rest.error().code, oci::ErrorCode::kCancelled) << rest.error().message;
+  } else {
+    EXPECT_EQ(resp.error().code, oci::ErrorCode::kCancelled) << resp.error().message;
+  }
+  EXPECT_GE(waited, std::chrono::milliseconds(2500));
+  EXPECT_LT(waited, std::chrono::seconds(10));
 }
 
 TEST_F(CurlTransportTest, ConnectionRefusedIsTransient) {

@@ -27,6 +27,13 @@ production, for integration tests (protocols.md 1.3, 1.9):
   --throttle-rate R        forward the body of the first --throttle-times requests
                           with method --cut-method at R bytes/s (a slow link);
                           logs "throttled … passed N bytes" once N >= 1 MiB went on
+  --stall-stop-reading     at the stall, stop reading the request altogether (a dead
+                          link: the client's bytes stay unacknowledged) instead of
+                          reading and dropping the rest (a proxy that took the body
+                          and never answers)
+  --recv-buffer N          the receive buffer (SO_RCVBUF) of client connections:
+                          with --stall-stop-reading, what the client can still hand
+                          to the kernel is bounded by N instead of loopback's tens of MiB
   --traffic-log F         one line per request: METHOD PATH BYTES STATUS, BYTES
                           the request body bytes forwarded to the upstream and
                           STATUS its answer ("cut"/"dropped" when faulted)
@@ -162,6 +169,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     st.log(f"stalled {self.command} {self.path.split('?')[0]} after "
                            f"{a.stall_request_after} request bytes")
                     st.traffic(self.command, self.path, 0, "stalled")
+                    if a.stall_stop_reading:
+                        threading.Event().wait()  # until the proxy stops
                     while True:  # until the client goes away or the proxy stops
                         if not self.rfile.read(1 << 16):
                             return self.drop()
@@ -323,8 +332,19 @@ def main():
     p.add_argument("--stall-skip", type=int, default=0)
     p.add_argument("--throttle-rate", type=int, default=0)
     p.add_argument("--throttle-times", type=int, default=1)
+    p.add_argument("--recv-buffer", type=int, default=0)
+    p.add_argument("--stall-stop-reading", action="store_true")
     args = p.parse_args()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+
+    class Server(http.server.ThreadingHTTPServer):
+        def server_bind(self):
+            # Set before listen(): accepted sockets inherit it, and the TCP
+            # window is sized from it at the handshake.
+            if args.recv_buffer > 0:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.recv_buffer)
+            super().server_bind()
+
+    server = Server(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.state = State(args)
     print(f"fault proxy on 127.0.0.1:{args.port} -> {args.upstream}", flush=True)

@@ -121,6 +121,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", "1000")
             self.end_headers()
+            self.wfile.write(b"x" * int(q.get("sent", "0")))  # then nothing more
             self.wfile.flush()
             time.sleep(30)
             self.close_connection = True

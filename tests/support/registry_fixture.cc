@@ -426,6 +426,9 @@ FaultProxy::FaultProxy(const std::string& upstream, const FaultOptions& o) {
       argv.insert(argv.end(), {"--stall-request-after", std::to_string(o.stall_request_after),
                                "--stall-skip", std::to_string(o.stall_skip)});
     }
+    if (o.stall_stop_reading) argv.push_back("--stall-stop-reading");
+    if (o.recv_buffer > 0)
+      argv.insert(argv.end(), {"--recv-buffer", std::to_string(o.recv_buffer)});
     if (!proc_.Start(argv, dir_ / "proxy.log")) {
       error_ = "cannot start fault_proxy.py";
       return;

@@ -170,6 +170,13 @@ struct FaultOptions {
   // this many body bytes, forwarding nothing of it ("stalled" in Log()).
   int64_t stall_request_after = 0;
   int stall_skip = 0;
+  // At the stall, stop reading altogether (a dead link) instead of reading
+  // and dropping the rest of the body (a proxy that never answers).
+  bool stall_stop_reading = false;
+  // SO_RCVBUF of the proxy's client connections (0: the kernel's autotuning):
+  // with stall_stop_reading, a small one makes the stall reach the client as
+  // unacknowledged bytes.
+  int recv_buffer = 0;
   // Forward the bodies of the first throttle_times cut_method requests at
   // this many bytes/s (a slow link; "throttled … passed" in Log() after 1 MiB).
   int64_t throttle_rate = 0;
