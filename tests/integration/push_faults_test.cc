@@ -102,6 +102,13 @@ TEST(PushFaultsTest, ACutConnectionNeverFailsThePush) {
   EXPECT_TRUE(!fs::exists(tmp / "cache/uploads") || fs::is_empty(tmp / "cache/uploads"));
 }
 
+// Waits (up to 120 s) until the proxy logged a fault containing `mark` while
+// `cmd` runs; false when the command ended first.
+bool ReachedFault(BackgroundCommand& cmd, const FaultProxy& proxy, const std::string& mark) {
+  return cmd.WaitUntil([&] { return proxy.Log().find(mark) != std::string::npos; },
+                       std::chrono::seconds(120));
+}
+
 // What the first, interrupted run left.
 struct Interrupted {
   int exit_code = -1;
@@ -130,11 +137,10 @@ Interrupted InterruptAfter80MiB(const std::string& command, const FaultProxy& pr
                                 const fs::path& log) {
   Interrupted r;
   BackgroundCommand cmd(command, log);
-  auto ready = [&] {
-    if (sig == SIGKILL) return proxy.Log().find("stalled") != std::string::npos;
-    return proxy.BodyBytes("PATCH") >= 80 * kMiB;
-  };
-  bool reached = cmd.WaitUntil(ready, std::chrono::seconds(120));
+  bool reached = sig == SIGKILL
+                     ? ReachedFault(cmd, proxy, "stalled")
+                     : cmd.WaitUntil([&] { return proxy.BodyBytes("PATCH") >= 80 * kMiB; },
+                                     std::chrono::seconds(120));
   EXPECT_TRUE(reached) << "the push ended before 80 MiB: " << cmd.Output();
   cmd.Signal(sig);
   r.exit_code = cmd.Wait();
@@ -229,9 +235,7 @@ TEST(PushFaultsTest, SigtermEndsTheChunkOnASlowLinkEarly) {
   MakeModel(tmp / "model", weights);
   std::string cmd = BuildCommand(tmp, proxy.host() + "/models/slow:v1", "--chunk-size 16M");
   BackgroundCommand first(cmd, tmp / "first.log");
-  ASSERT_TRUE(first.WaitUntil([&] { return proxy.Log().find("throttled") != std::string::npos; },
-                              std::chrono::seconds(120)))
-      << first.Output();
+  ASSERT_TRUE(ReachedFault(first, proxy, "throttled")) << first.Output();
   first.Signal(SIGTERM);
   ASSERT_EQ(first.Wait(), 143) << first.Output();
   EXPECT_EQ(reg.CountRequests("DELETE"), 0) << "the session must be kept";
@@ -276,9 +280,7 @@ TEST(PushFaultsTest, SigtermOnAStalledLinkStopsInSeconds) {
   MakeModel(tmp / "model", weights);
   std::string cmd = BuildCommand(tmp, proxy.host() + "/models/stalled:v1", "--chunk-size 16M");
   BackgroundCommand first(cmd, tmp / "first.log");
-  ASSERT_TRUE(first.WaitUntil([&] { return proxy.Log().find("stalled") != std::string::npos; },
-                              std::chrono::seconds(120)))
-      << first.Output();
+  ASSERT_TRUE(ReachedFault(first, proxy, "stalled")) << first.Output();
   auto signalled = std::chrono::steady_clock::now();
   first.Signal(SIGTERM);
   ASSERT_EQ(first.Wait(), 143) << first.Output();
