@@ -284,9 +284,11 @@ TEST(PushFaultsTest, SigtermOnAStalledLinkStopsInSeconds) {
   auto signalled = std::chrono::steady_clock::now();
   first.Signal(SIGTERM);
   ASSERT_EQ(first.Wait(), 143) << first.Output();
-  // About 1.5 s (0.5 s without progress, checked once a second); the stall
-  // timeout alone would take 120 s.
-  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(10))
+  // About 1.5 s: 0.5 s without progress, checked once a second. If the
+  // signal caught the body while the kernel still took bytes, the body ended
+  // early and the client waits for an answer up to the 10 s deadline. Either
+  // way not the 120 s stall timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(20))
       << first.Output();
   EXPECT_NE(first.Output().find("the session is kept"), std::string::npos) << first.Output();
   EXPECT_EQ(reg.CountRequests("DELETE"), 0) << "the session must be kept";

@@ -256,8 +256,8 @@ TEST_F(CurlTransportTest, CancellationEndsAStalledTransferAfterTheGrace) {
 TEST_F(CurlTransportTest, CancellationWaitsForTheAnswerToASentBodyUntilTheDeadline) {
   TransportOptions opts;
   opts.cancelled = [] { return true; };
-  opts.cancel_grace = std::chrono::milliseconds(1000);
-  opts.cancel_deadline = std::chrono::milliseconds(2500);
+  opts.cancel_grace = std::chrono::milliseconds(2000);
+  opts.cancel_deadline = std::chrono::milliseconds(3000);
   auto t = NewCurlTransport(opts);
   std::string body(10'000, 'x');
   HttpRequest patch = Get(Url("/stall"));
@@ -274,7 +274,7 @@ TEST_F(CurlTransportTest, CancellationWaitsForTheAnswerToASentBodyUntilTheDeadli
   } else {
     EXPECT_EQ(resp.error().code, oci::ErrorCode::kCancelled) << resp.error().message;
   }
-  EXPECT_GE(waited, std::chrono::milliseconds(2500));
+  EXPECT_GE(waited, std::chrono::milliseconds(3000));
   EXPECT_LT(waited, std::chrono::seconds(10));
 }
 
