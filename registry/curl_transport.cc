@@ -22,6 +22,10 @@
 // every byte and a thread wake-up per buffer, and spreads the receive work
 // over the downloading threads instead of one worker.
 //
+// Upload chunks sent with SendStreaming skip libcurl's request machinery:
+// DirectSender (curl_direct.h) writes them from the caller's buffers on a
+// connection libcurl opened, saving libcurl's copy of every body byte.
+//
 // TLS: extra CAs from the certs.d directory are appended to the system bundle
 // and passed as CURLOPT_CAINFO_BLOB, so a private CA adds to, never replaces,
 // the public roots (containers-certs.d(5) semantics).
@@ -35,6 +39,7 @@
 #include <span>
 #include <vector>
 
+#include "registry/curl_direct.h"
 #include "registry/curl_memory.h"
 #include "registry/curl_worker.h"
 #include "registry/http_util.h"
@@ -100,7 +105,10 @@ std::string Describe(const HttpRequest& r, const std::string& url) {
 class CurlTransport final : public Transport {
  public:
   explicit CurlTransport(TransportOptions options)
-      : options_(std::move(options)), worker_(std::make_shared<Worker>()) {}
+      : options_(std::move(options)),
+        worker_(std::make_shared<Worker>()),
+        direct_(options_,
+                [this](CURL* e, const UrlParts& parts) { return ConfigureTls(e, parts); }) {}
   ~CurlTransport() override {
     for (CURL* e : idle_easy_) curl_easy_cleanup(e);
   }
@@ -135,6 +143,7 @@ class CurlTransport final : public Transport {
 
   const TransportOptions options_;
   std::shared_ptr<Worker> worker_;
+  internal::DirectSender direct_;  // large in-memory bodies, without libcurl's copy
   std::mutex tls_mu_;
   std::map<std::string, TlsFiles> tls_cache_;  // by HOST[:PORT]; guarded by tls_mu_
   std::mutex easy_mu_;
@@ -419,6 +428,11 @@ size_t OnWriteDirect(char* data, size_t size, size_t n, void* userdata) {
 // 2xx reply reaches the handler straight from libcurl's receive buffer.
 oci::Result<HttpResponse> CurlTransport::PerformHere(const HttpRequest& r, const UrlParts& parts,
                                                      const BodyHandler& handler) {
+  if (options_.direct_send && direct_.Wants(r)) {
+    auto resp = direct_.Exchange(r, parts, handler, Describe(r, r.url));
+    if (resp) Trace(r, *resp);
+    return resp;
+  }
   Transfer t;
   t.easy = TakeEasy();
   if (!t.easy) return oci::Fail(oci::ErrorCode::kInternal, "curl_easy_init failed");

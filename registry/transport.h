@@ -92,7 +92,8 @@ class Transport {
   // ran (the handler knows how much it got). Never retried once on_response
   // ran. The default reads Send's body; CurlTransport runs the transfer on
   // the calling thread and hands libcurl's own buffer to on_body (no copy,
-  // no thread hand-off: what a multi-GiB download wants).
+  // no thread hand-off: what a multi-GiB download wants) and writes a large
+  // in-memory request body to the socket from the caller's buffers.
   virtual oci::Result<HttpResponse> SendStreaming(HttpRequest request, const BodyHandler& handler);
 };
 
@@ -131,6 +132,10 @@ struct TransportOptions {
   std::function<bool()> cancelled;
   std::chrono::milliseconds cancel_grace{500};
   std::chrono::milliseconds cancel_deadline{10'000};
+  // SendStreaming writes large in-memory request bodies (upload chunks)
+  // straight from the caller's buffers instead of through libcurl's upload
+  // buffer (one copy less per byte); off: libcurl sends them (tests compare).
+  bool direct_send = true;
 };
 
 }  // namespace mc::registry

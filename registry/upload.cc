@@ -58,6 +58,16 @@ bool IsRecoverableStatus(int status) {
 
 void Drain(HttpResponse& resp) { (void)resp.ReadBody(64 << 10); }
 
+// A request with a chunk as its body goes through SendStreaming: the
+// transport performs it on this thread and writes the body from the chunk's
+// buffers (CurlTransport: without libcurl's copy, transport.h). A 2xx answer
+// to an upload has no body worth keeping; any other comes back readable.
+oci::Result<HttpResponse> SendChunk(Transport& transport, HttpRequest req) {
+  static const BodyHandler kDiscard{
+      nullptr, [](std::span<const std::byte>) -> oci::Result<void> { return {}; }};
+  return transport.SendStreaming(std::move(req), kDiscard);
+}
+
 }  // namespace
 
 std::optional<UploadRange> ParseUploadRange(std::string_view value) {
@@ -297,7 +307,7 @@ oci::Result<void> UploadSession::SendPiece() {
   req.end_body_early = options_.cancelled;  // see the top of upload.h
   stats_.patches++;
   stats_.bytes_sent += len;
-  auto resp = target_.transport->Send(std::move(req));
+  auto resp = SendChunk(*target_.transport, std::move(req));
   if (!resp) return Recover(Context(resp.error(), "PATCH"));
   if (resp->status == 202) {
     TakeLocation(*resp, url_);
@@ -472,7 +482,7 @@ oci::Result<bool> UploadSession::TryMonolithic(const oci::Digest& digest) {
   req.follow_redirects = false;
   stats_.puts++;
   stats_.bytes_sent += buffer_.size();
-  auto resp = target_.transport->Send(std::move(req));
+  auto resp = SendChunk(*target_.transport, std::move(req));
   if (!resp) {
     if (*BlobExists(digest)) return true;
     MC_RETURN_IF_ERROR(Recover(Context(resp.error(), "PUT")));

@@ -368,6 +368,144 @@ TEST_F(CurlTransportTest, StreamingDeliversTheBodyOnTheCallingThreadAndReusesThe
   EXPECT_EQ(Counter(Stats(), "connections") - before, 2u);
 }
 
+// Upload chunks through SendStreaming (DirectSender, curl_direct.h): the body
+// goes out from the caller's buffers, so libcurl never allocates its 2 MiB
+// upload buffer (the allocator would hand out a kept one: `reused` would
+// grow, as in ConsecutiveUploadsReuseLibcurlsBuffers). The bytes arrive
+// intact, sized and chunked, and one connection carries every request.
+class DirectSendTest : public CurlTransportTest {
+ protected:
+  // A request to /echo whose body is `data` cut in uneven parts.
+  static HttpRequest Patch(std::string_view data, const std::string& path = "/echo") {
+    HttpRequest r = Get(Url(path));
+    r.method = "PATCH";
+    r.idempotent = false;
+    size_t cut = std::min<size_t>(data.size(), 1'000'003);
+    r.body_parts = {oci::AsBytes(data.substr(0, cut)), oci::AsBytes(data.substr(cut, 0)),
+                    oci::AsBytes(data.substr(cut))};
+    return r;
+  }
+  static std::string Pattern(size_t n) {
+    std::string s;
+    s.reserve(n);
+    for (size_t i = 0; i < n; ++i) s.push_back(static_cast<char>(PatternByte(i)));
+    return s;
+  }
+};
+
+TEST_F(DirectSendTest, SendsTheCallersBuffersOnOneConnection) {
+  const std::string body = Pattern(3'000'000);
+  for (bool chunked : {false, true}) {
+    auto t = NewCurlTransport(TransportOptions{});
+    const uint64_t connections = Counter(Stats(), "connections");
+    const size_t reused = internal::GetCurlMemoryStats().reused;
+    for (int i = 0; i < 3; ++i) {
+      HttpRequest r = Patch(body);
+      if (chunked) r.end_body_early = [] { return false; };
+      Streamed seen;
+      auto resp = t->SendStreaming(r, seen.Handler());
+      ASSERT_TRUE(resp) << resp.error().message;
+      EXPECT_EQ(resp->status, 200);
+      EXPECT_EQ(seen.on_response_calls, 1);
+      auto j = nlohmann::json::parse(seen.text);
+      EXPECT_EQ(j["method"], "PATCH");
+      EXPECT_EQ(j["length"], body.size()) << "chunked " << chunked;
+      EXPECT_EQ(j["sha256"], oci::Digest::Of(body).hex());
+    }
+    EXPECT_EQ(internal::GetCurlMemoryStats().reused, reused) << "libcurl buffered the body";
+    // The three PATCHes and the Stats() call above.
+    EXPECT_EQ(Counter(Stats(), "connections") - connections, 2u) << "chunked " << chunked;
+  }
+}
+
+TEST_F(DirectSendTest, SendsTheSameRequestAsLibcurl) {
+  const std::string body = Pattern(2'000'000);
+  TransportOptions libcurl_opts;
+  libcurl_opts.direct_send = false;
+  std::vector<nlohmann::json> seen;
+  for (auto t : {transport_, NewCurlTransport(libcurl_opts)}) {
+    HttpRequest r = Patch(body, "/headers?x=1");
+    r.headers = {{"Content-Type", "application/octet-stream"}, {"Content-Range", "0-1999999"}};
+    Streamed got;
+    auto resp = t->SendStreaming(r, got.Handler());
+    ASSERT_TRUE(resp) << resp.error().message;
+    seen.push_back(nlohmann::json::parse(got.text));
+  }
+  EXPECT_EQ(seen[0], seen[1]);
+  EXPECT_EQ(seen[0]["content-length"], "2000000");
+  EXPECT_EQ(seen[0]["content-range"], "0-1999999");
+  EXPECT_EQ(seen[0].count("expect"), 0u);
+}
+
+// end_body_early: the chunked body ends at the next chunk once it says so,
+// and the server gets a well-formed shorter body.
+TEST_F(DirectSendTest, EndsAChunkedBodyEarly) {
+  const std::string body = Pattern(8'000'000);
+  HttpRequest r = Patch(body);
+  int calls = 0;
+  r.end_body_early = [&] { return ++calls > 3; };
+  Streamed seen;
+  auto resp = transport_->SendStreaming(r, seen.Handler());
+  ASSERT_TRUE(resp) << resp.error().message;
+  auto j = nlohmann::json::parse(seen.text);
+  const uint64_t got = j["length"];
+  EXPECT_GT(got, 0u);
+  EXPECT_LT(got, body.size());
+  EXPECT_EQ(j["sha256"], oci::Digest::Of(std::string_view(body).substr(0, got)).hex());
+}
+
+// A server that answers before reading the body (nginx's 413) is heard at
+// once: the rest of the body is not sent and the answer comes back readable.
+TEST_F(DirectSendTest, HearsAnAnswerBeforeTheBodyIsSent) {
+  const std::string body = Pattern(64 << 20);
+  auto start = std::chrono::steady_clock::now();
+  auto resp = transport_->SendStreaming(Patch(body, "/early"), Streamed().Handler());
+  ASSERT_TRUE(resp) << resp.error().message;
+  EXPECT_EQ(resp->status, 413);
+  EXPECT_NE(resp->ReadBody().value().find("SIZE_INVALID"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
+  // One that answers and resets the connection: the answer still counts.
+  auto reset = transport_->SendStreaming(Patch(body, "/early-reset?delay=0"), Streamed().Handler());
+  ASSERT_TRUE(reset) << reset.error().message;
+  EXPECT_EQ(reset->status, 413);
+  // The next request gets a fresh connection.
+  auto ok = transport_->SendStreaming(Patch(Pattern(1 << 20)), Streamed().Handler());
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->status, 200);
+}
+
+// A peer that stops reading: the stall timeout ends the request, and so does
+// cancellation, after the grace (SIGTERM on a dead link).
+TEST_F(DirectSendTest, ADeadLinkEndsByStallTimeoutOrCancellation) {
+  const std::string body = Pattern(96 << 20);  // more than the socket buffers take
+  TransportOptions opts;
+  opts.stall_timeout = std::chrono::milliseconds(1000);
+  auto start = std::chrono::steady_clock::now();
+  auto stalled =
+      NewCurlTransport(opts)->SendStreaming(Patch(body, "/stall-read"), Streamed().Handler());
+  ASSERT_FALSE(stalled);
+  EXPECT_EQ(stalled.error().code, oci::ErrorCode::kTransient) << stalled.error().message;
+  EXPECT_NE(stalled.error().message.find("PATCH http://127.0.0.1"), std::string::npos)
+      << stalled.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+
+  std::atomic<bool> stop{false};
+  TransportOptions cancel_opts;
+  cancel_opts.cancelled = [&] { return stop.load(); };
+  cancel_opts.cancel_grace = std::chrono::milliseconds(200);
+  std::thread signal([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    stop = true;
+  });
+  auto cancelled = NewCurlTransport(cancel_opts)
+                       ->SendStreaming(Patch(body, "/stall-read"), Streamed().Handler());
+  auto waited = std::chrono::steady_clock::now() - start;
+  signal.join();
+  ASSERT_FALSE(cancelled);
+  EXPECT_EQ(cancelled.error().code, oci::ErrorCode::kCancelled) << cancelled.error().message;
+  EXPECT_LT(waited, std::chrono::seconds(20));
+}
+
 TEST_F(CurlTransportTest, StreamingLeavesOtherStatusesReadable) {
   Streamed seen;
   auto resp = transport_->SendStreaming(Get(Url("/nothing-here")), seen.Handler());
@@ -559,6 +697,35 @@ TEST_F(CurlTlsTest, VerifiesWithCertDirAndRefusesWithout) {
   auto ok2 = Fetch(insecure);
   ASSERT_TRUE(ok2) << ok2.error().message;
   EXPECT_EQ(ok2->status, 200);
+}
+
+// Upload chunks over TLS: libcurl's connection (its verification, our CA)
+// carries the body written from our buffers.
+TEST_F(CurlTlsTest, SendsUploadChunksDirectlyOverTls) {
+  StartServer();
+  std::string body(3'000'000, 'q');
+  HttpRequest r;
+  r.method = "PATCH";
+  r.url = "https://127.0.0.1:" + std::to_string(server_->port()) + "/echo";
+  r.body_parts = {oci::AsBytes(body)};
+  TransportOptions opts;
+  opts.system_cert_dirs = {};
+  auto refused = NewCurlTransport(opts)->SendStreaming(r, Streamed().Handler());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, oci::ErrorCode::kNetwork) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("--cert-dir"), std::string::npos);
+
+  opts.tls.cert_dir = (dir_ / "certs").string();
+  auto t = NewCurlTransport(opts);
+  for (int i = 0; i < 2; ++i) {
+    Streamed seen;
+    auto ok = t->SendStreaming(r, seen.Handler());
+    ASSERT_TRUE(ok) << ok.error().message;
+    EXPECT_EQ(ok->status, 200);
+    auto j = nlohmann::json::parse(seen.text);
+    EXPECT_EQ(j["length"], body.size());
+    EXPECT_EQ(j["sha256"], oci::Digest::Of(body).hex());
+  }
 }
 
 TEST_F(CurlTlsTest, UsesCertsDForHostPort) {

@@ -10,6 +10,11 @@ Prints "ready PORT" on stdout once listening. Routes (all deterministic):
   ANY  /headers            JSON object of the request headers (names lower-cased)
   ANY  /redirect?to=URL&status=S   redirect (default 302) to URL
   GET  /stall              announces 1000 bytes, sends none, stalls for 30 s
+  ANY  /stall-read         reads nothing of the request body and answers nothing
+                           for 30 s (a dead link under a large upload)
+  ANY  /early              answers 413 at once, before reading the body, then
+                           reads and drops the body (lingering close, as nginx does)
+  ANY  /early-reset        answers 413 at once and resets the connection (SO_LINGER 0)
   ANY  /loop               302 to itself
   ANY  /flaky/KEY?fail=N&status=S&retry_after=R
                            the first N requests for KEY get status S (with
@@ -31,7 +36,9 @@ import argparse
 import base64
 import hashlib
 import json
+import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -125,6 +132,32 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(30)
             self.close_connection = True
+            return None
+        if path == "/stall-read":
+            time.sleep(30)
+            self.close_connection = True
+            return None
+        if path == "/early":
+            self.close_connection = True
+            self.reply(413, '{"errors":[{"code":"SIZE_INVALID","message":"too large"}]}',
+                       {"Connection": "close"})
+            self.wfile.flush()
+            self.connection.settimeout(5)
+            try:
+                while self.connection.recv(1 << 20):
+                    pass
+            except OSError:
+                pass
+            return None
+        if path == "/early-reset":
+            self.close_connection = True
+            self.reply(413, '{"errors":[{"code":"SIZE_INVALID","message":"too large"}]}',
+                       {"Connection": "close"})
+            self.wfile.flush()
+            time.sleep(float(q.get("delay", "0.2")))  # answer, then the reset
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
             return None
         if path == "/loop":
             return self.reply(302, "", {"Location": "/loop"})
