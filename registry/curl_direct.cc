@@ -3,6 +3,7 @@
 #include <linux/sockios.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,10 +22,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// Chunk size of a body sent in chunked encoding (end_body_early): small
-// enough that SIGTERM ends the body soon on a slow link, large enough that
-// the framing costs nothing.
-constexpr size_t kFrame = 256 << 10;
+// Chunk size of a body sent in chunked encoding (end_body_early): what
+// libcurl framed (its 2 MiB upload buffer), so SIGTERM ends a body as soon
+// on a slow link as before, and the framing costs nothing.
+constexpr size_t kFrame = 2 << 20;
 constexpr size_t kRecvBlock = 16 << 10;
 constexpr size_t kMaxHead = 256 << 10;
 constexpr size_t kSmallBodyLimit = 64 << 10;
@@ -164,14 +165,32 @@ namespace {
 // cancel and early-answer rules (see the header).
 class Exchanger {
  public:
-  Exchanger(CURL* easy, curl_socket_t fd, const TransportOptions& o, const std::string& what)
-      : easy_(easy), fd_(fd), o_(o), what_(what), moved_at_(Clock::now()) {}
+  Exchanger(CURL* easy, curl_socket_t fd, bool plain, const TransportOptions& o,
+            const std::string& what)
+      : easy_(easy), fd_(fd), plain_(plain), o_(o), what_(what), moved_at_(Clock::now()) {}
 
   // Sends all of `data`; false when the server started answering first.
-  oci::Result<bool> Send(std::span<const std::byte> data) {
+  // `more`: more bytes follow at once (plain TCP holds a small piece back to
+  // go out with them, MSG_MORE, instead of in a segment of its own).
+  oci::Result<bool> Send(std::span<const std::byte> data, bool more = false) {
     while (!data.empty()) {
       size_t n = 0;
-      CURLcode rc = curl_easy_send(easy_, data.data(), data.size(), &n);
+      CURLcode rc = CURLE_OK;
+      if (plain_) {
+        // libcurl's plain-socket send is send(2); with a flag it is ours.
+        ssize_t k = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+        if (k >= 0) {
+          n = static_cast<size_t>(k);
+        } else if (errno == EINTR) {
+          continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          rc = CURLE_AGAIN;
+        } else {
+          return std::unexpected(Error(CURLE_SEND_ERROR, std::strerror(errno)));
+        }
+      } else {
+        rc = curl_easy_send(easy_, data.data(), data.size(), &n);
+      }
       if (rc == CURLE_OK) {
         data = data.subspan(n);
         Moved();
@@ -190,8 +209,8 @@ class Exchanger {
     }
     return true;
   }
-  oci::Result<bool> Send(std::string_view s) {
-    return Send(std::span(reinterpret_cast<const std::byte*>(s.data()), s.size()));
+  oci::Result<bool> Send(std::string_view s, bool more = false) {
+    return Send(std::span(reinterpret_cast<const std::byte*>(s.data()), s.size()), more);
   }
 
   void BodySent() { body_sent_ = true; }
@@ -302,6 +321,7 @@ class Exchanger {
 
   CURL* easy_;
   curl_socket_t fd_;
+  bool plain_;  // plain TCP (no TLS): send(2) on the socket
   const TransportOptions& o_;
   const std::string& what_;
   Clock::time_point moved_at_;
@@ -339,26 +359,41 @@ oci::Result<bool> SendBody(Exchanger& x, const HttpRequest& r, bool chunked) {
     }
     return true;
   }
-  // Chunked: each frame's "\r\n" and the next size line go out together.
+  // Chunked: frames of up to kFrame bytes across the parts; each frame's
+  // "\r\n" and the next size line go out together, ahead of its bytes.
   std::string frame_end;
-  bool ended = false;
-  for (auto part : parts) {
-    while (!part.empty() && !ended) {
-      if (r.end_body_early && r.end_body_early()) {
-        ended = true;  // SIGTERM: the registry keeps what arrived
-        break;
+  size_t index = 0, offset = 0;  // the next byte: parts[index][offset]
+  std::vector<std::span<const std::byte>> frame;
+  for (;;) {
+    while (index < parts.size() && offset == parts[index].size()) {
+      ++index;
+      offset = 0;
+    }
+    if (index == parts.size()) break;
+    if (r.end_body_early && r.end_body_early()) break;  // SIGTERM: the registry keeps what arrived
+    frame.clear();
+    size_t frame_size = 0;
+    while (index < parts.size() && frame_size < kFrame) {
+      auto piece = parts[index].subspan(offset);
+      piece = piece.first(std::min(piece.size(), kFrame - frame_size));
+      if (!piece.empty()) frame.push_back(piece);
+      frame_size += piece.size();
+      offset += piece.size();
+      if (offset == parts[index].size()) {
+        ++index;
+        offset = 0;
       }
-      auto piece = part.first(std::min(part.size(), kFrame));
-      char size_line[32];
-      auto [p, ec] = std::to_chars(size_line, size_line + sizeof size_line, piece.size(), 16);
-      (void)ec;
-      MC_ASSIGN_OR_RETURN(bool a, x.Send(frame_end + std::string(size_line, p) + "\r\n"));
-      if (!a) return false;
+    }
+    char size_line[32];
+    auto [p, ec] = std::to_chars(size_line, size_line + sizeof size_line, frame_size, 16);
+    (void)ec;
+    MC_ASSIGN_OR_RETURN(bool a, x.Send(frame_end + std::string(size_line, p) + "\r\n", true));
+    if (!a) return false;
+    for (auto piece : frame) {
       MC_ASSIGN_OR_RETURN(bool b, x.Send(piece));
       if (!b) return false;
-      frame_end = "\r\n";
-      part = part.subspan(piece.size());
     }
+    frame_end = "\r\n";
   }
   return x.Send(frame_end + "0\r\n\r\n");
 }
@@ -410,7 +445,7 @@ oci::Result<HttpResponse> DirectSender::Exchange(const HttpRequest& r, const Url
   if (!conn) {
     MC_ASSIGN_OR_RETURN(conn, Connect(parts, what));
   }
-  Exchanger x(conn->easy, conn->fd, options_, what);
+  Exchanger x(conn->easy, conn->fd, parts.scheme == "http", options_, what);
 
   const uint64_t size = r.BodySize();
   const bool chunked = static_cast<bool>(r.end_body_early);
