@@ -304,7 +304,7 @@ for size in "${sizes[@]}"; do
     echo "  build none → oci::"
     top_symbols "$tmp/build-none.perf"
     rm -rf "$shm/out"
-  else
+  elif [[ $perf_on == 1 ]]; then
     echo " perf: not available here (neither cycles nor cpu-clock can be recorded)"
   fi
   rm -f "$gz_blob" "$none_blob"
