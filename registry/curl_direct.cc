@@ -509,6 +509,18 @@ oci::Result<HttpResponse> DirectSender::Exchange(const HttpRequest& r, const Url
                                            std::to_string(delivered) + " body bytes)");
   };
 
+  // The next `n` body bytes, read as they arrive.
+  auto take_exactly = [&](uint64_t n) -> oci::Result<void> {
+    while (n > 0) {
+      MC_ASSIGN_OR_RETURN(bool more, x.Fill(1));
+      if (!more) return std::unexpected(truncated());
+      size_t k = static_cast<size_t>(std::min<uint64_t>(n, x.in_.size() - x.pos_));
+      MC_RETURN_IF_ERROR(take(k));
+      n -= k;
+    }
+    return {};
+  };
+
   auto te = Find(head.headers, "transfer-encoding");
   auto cl = Find(head.headers, "content-length");
   bool keep = head.http11 && body_complete;
@@ -539,13 +551,7 @@ oci::Result<HttpResponse> DirectSender::Exchange(const HttpRequest& r, const Url
         }
         break;
       }
-      while (n > 0) {
-        MC_ASSIGN_OR_RETURN(bool more, x.Fill(1));
-        if (!more) return std::unexpected(truncated());
-        size_t k = static_cast<size_t>(std::min<uint64_t>(n, x.in_.size() - x.pos_));
-        MC_RETURN_IF_ERROR(take(k));
-        n -= k;
-      }
+      MC_RETURN_IF_ERROR(take_exactly(n));
       MC_ASSIGN_OR_RETURN(bool crlf, x.Fill(2));
       if (!crlf) return std::unexpected(truncated());
       x.Consume(2);
@@ -557,13 +563,7 @@ oci::Result<HttpResponse> DirectSender::Exchange(const HttpRequest& r, const Url
       return std::unexpected(
           x.Error(CURLE_WEIRD_SERVER_REPLY, "bad Content-Length in the response"));
     }
-    while (n > 0) {
-      MC_ASSIGN_OR_RETURN(bool more, x.Fill(1));
-      if (!more) return std::unexpected(truncated());
-      size_t k = static_cast<size_t>(std::min<uint64_t>(n, x.in_.size() - x.pos_));
-      MC_RETURN_IF_ERROR(take(k));
-      n -= k;
-    }
+    MC_RETURN_IF_ERROR(take_exactly(n));
   } else {
     keep = false;  // the body ends with the connection
     for (;;) {

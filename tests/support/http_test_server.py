@@ -14,7 +14,8 @@ Prints "ready PORT" on stdout once listening. Routes (all deterministic):
                            for 30 s (a dead link under a large upload)
   ANY  /early              answers 413 at once, before reading the body, then
                            reads and drops the body (lingering close, as nginx does)
-  ANY  /early-reset        answers 413 at once and resets the connection (SO_LINGER 0)
+  ANY  /early-reset[?delay=S]  answers 413 at once, resets the connection after S s
+                           (default 0.2; SO_LINGER 0)
   ANY  /loop               302 to itself
   ANY  /flaky/KEY?fail=N&status=S&retry_after=R
                            the first N requests for KEY get status S (with
@@ -137,28 +138,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(30)
             self.close_connection = True
             return None
-        if path == "/early":
-            self.close_connection = True
-            self.reply(413, '{"errors":[{"code":"SIZE_INVALID","message":"too large"}]}',
-                       {"Connection": "close"})
-            self.wfile.flush()
-            self.connection.settimeout(5)
-            try:
-                while self.connection.recv(1 << 20):
-                    pass
-            except OSError:
-                pass
-            return None
-        if path == "/early-reset":
-            self.close_connection = True
-            self.reply(413, '{"errors":[{"code":"SIZE_INVALID","message":"too large"}]}',
-                       {"Connection": "close"})
-            self.wfile.flush()
-            time.sleep(float(q.get("delay", "0.2")))  # answer, then the reset
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.close()
-            return None
+        if path in ("/early", "/early-reset"):
+            return self.answer_early(path == "/early-reset", float(q.get("delay", "0.2")))
         if path == "/loop":
             return self.reply(302, "", {"Location": "/loop"})
         if path.startswith("/flaky/"):
@@ -189,6 +170,26 @@ class Handler(BaseHTTPRequestHandler):
             if tag:
                 with LOCK:
                     STATS["sent"][tag] = sent
+
+    def answer_early(self, reset, delay):
+        """413 before reading the body; then a lingering close (read and drop
+        the body, as nginx does) or, with `reset`, a reset after `delay`."""
+        self.close_connection = True
+        self.reply(413, '{"errors":[{"code":"SIZE_INVALID","message":"too large"}]}',
+                   {"Connection": "close"})
+        self.wfile.flush()
+        if reset:
+            time.sleep(delay)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
+        self.connection.settimeout(5)
+        try:
+            while self.connection.recv(1 << 20):
+                pass
+        except OSError:
+            pass
 
     def send_drop(self, n):
         self.send_response(200)
