@@ -75,6 +75,26 @@ TEST(BuildPushTest, TlsWithCertDir) {
   EXPECT_TRUE(ImageHoldsModel(reg, ref, tmp / "model", tmp / "copy"));
 }
 
+// Upload chunks written straight from their buffers (registry/curl_direct.h)
+// over TLS, with Basic auth: the real registry gets every PATCH whole.
+TEST(BuildPushTest, ChunkedUploadOverTlsWithAuth) {
+  RegistryFixture reg({.tls = true, .htpasswd = true});
+  ASSERT_TRUE(reg.ok()) << reg.error();
+  TempDir tmp;
+  MakeModel(tmp / "model", 9 << 20);
+  std::string ref = reg.host() + "/models/chunks:v1";
+  fs::path auth = reg.WriteAuthFile(reg.user(), reg.password(), "auth.json");
+  std::string out;
+  ASSERT_EQ(Sh(Engine() + " build " + Quote((tmp / "model").string()) + " docker://" + ref +
+                   " --base scratch --compression none --chunk-size 2M --cert-dir " +
+                   Quote(reg.cert_dir().string()) + " --authfile " + Quote(auth.string()),
+               &out),
+            0)
+      << out;
+  EXPECT_GE(reg.CountRequests("PATCH"), 4);
+  EXPECT_TRUE(ImageHoldsModel(reg, ref, tmp / "model", tmp / "copy"));
+}
+
 TEST(BuildPushTest, BasicAuthThroughAuthfileAndWrongPassword) {
   RegistryFixture reg({.htpasswd = true});
   ASSERT_TRUE(reg.ok()) << reg.error();
