@@ -51,21 +51,15 @@ std::string RequestTarget(const std::string& url) {
 }
 
 // The Host header as libcurl writes it: the port only when not the scheme's default.
-std::string HostHeader(const UrlParts& parts) {
-  bool default_port = parts.port.empty() || (parts.scheme == "https" && parts.port == "443") ||
-                      (parts.scheme == "http" && parts.port == "80");
-  if (!default_port) return parts.HostPort();
-  return parts.host.find(':') != std::string::npos ? "[" + parts.host + "]" : parts.host;
+std::string HostHeader(UrlParts parts) {
+  if ((parts.scheme == "https" && parts.port == "443") ||
+      (parts.scheme == "http" && parts.port == "80")) {
+    parts.port.clear();
+  }
+  return parts.HostPort();
 }
 
 std::string ConnKey(const UrlParts& parts) { return parts.scheme + "://" + parts.HostPort(); }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 bool HasToken(std::string_view list, std::string_view token) {
   while (!list.empty()) {
@@ -269,14 +263,15 @@ class Exchanger {
 
   // >0 bytes appended to in_, 0 end of stream, -1 nothing yet.
   oci::Result<long> RecvSome() {
-    size_t old = in_.size();
-    in_.resize(old + kRecvBlock);
+    char block[kRecvBlock];
     size_t n = 0;
-    CURLcode rc = curl_easy_recv(easy_, in_.data() + old, kRecvBlock, &n);
-    in_.resize(old + (rc == CURLE_OK ? n : 0));
+    CURLcode rc = curl_easy_recv(easy_, block, sizeof block, &n);
     if (rc == CURLE_AGAIN) return -1;
     if (rc != CURLE_OK) return std::unexpected(Error(rc, "reading the response"));
-    if (n > 0) Moved();
+    if (n > 0) {
+      in_.append(block, n);
+      Moved();
+    }
     return static_cast<long>(n);
   }
 
@@ -292,7 +287,6 @@ class Exchanger {
         if (queued < queued_) moved_at_ = now;
         queued_ = queued;
       }
-      milliseconds slice;
       if (o_.cancelled && o_.cancelled()) {
         if (!cancel_seen_) cancel_seen_ = now;
         // A request whose body went out awaits its answer until the deadline;
@@ -308,7 +302,7 @@ class Exchanger {
             Error(CURLE_OPERATION_TIMEDOUT,
                   "no data moved for " + std::to_string(o_.stall_timeout.count() / 1000) + " s"));
       }
-      slice = std::chrono::duration_cast<milliseconds>(o_.stall_timeout - (now - moved_at_));
+      auto slice = std::chrono::duration_cast<milliseconds>(o_.stall_timeout - (now - moved_at_));
       slice = std::min(slice, milliseconds(o_.cancelled ? 100 : 1000));
       pollfd p{fd_, events, 0};
       int r = poll(&p, 1, static_cast<int>(std::max<int64_t>(1, slice.count())));
@@ -421,20 +415,134 @@ std::optional<ParsedHead> ParseHead(std::string_view head) {
     size_t end = head.find("\r\n");
     std::string_view line = head.substr(0, end);
     head.remove_prefix(end == std::string_view::npos ? head.size() : end + 2);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    out.headers.emplace_back(ToLower(TrimWhitespace(line.substr(0, colon))),
-                             std::string(TrimWhitespace(line.substr(colon + 1))));
+    if (auto header = ParseHeaderLine(line)) out.headers.push_back(std::move(*header));
   }
   return out;
 }
 
-std::optional<std::string_view> Find(const Headers& h, std::string_view name) {
-  for (const auto& [k, v] : h) {
-    if (k == name) return v;
+// The final response head (interim 1xx heads are skipped).
+oci::Result<ParsedHead> ReadHead(Exchanger& x) {
+  for (;;) {
+    size_t end;
+    while ((end = x.in_.find("\r\n\r\n", x.pos_)) == std::string::npos) {
+      if (x.in_.size() - x.pos_ > kMaxHead) {
+        return std::unexpected(x.Error(CURLE_WEIRD_SERVER_REPLY, "response head too large"));
+      }
+      MC_ASSIGN_OR_RETURN(bool more, x.Fill(x.in_.size() - x.pos_ + 1));
+      if (!more) {
+        return std::unexpected(
+            x.Error(x.in_.size() == x.pos_ ? CURLE_GOT_NOTHING : CURLE_RECV_ERROR,
+                    "the connection closed before the response ended"));
+      }
+    }
+    auto parsed = ParseHead(std::string_view(x.in_).substr(x.pos_, end - x.pos_));
+    if (!parsed) return std::unexpected(x.Error(CURLE_WEIRD_SERVER_REPLY, "malformed response"));
+    x.Consume(end + 4 - x.pos_);
+    if (parsed->status >= 200) return std::move(*parsed);
   }
-  return std::nullopt;
 }
+
+// A response body, framed by Content-Length, chunked encoding or the end of
+// the connection: a 2xx body goes to the handler, any other is kept (its
+// first kSmallBodyLimit bytes) for the caller to read.
+struct ResponseBody {
+  ResponseBody(Exchanger& x, const BodyHandler& handler, bool deliver)
+      : x(x), handler(handler), deliver(deliver) {}
+
+  // Reads the body; true when it was framed (the connection may carry more).
+  oci::Result<bool> Read(const HttpResponse& resp) {
+    if (resp.status == 204 || resp.status == 304) return true;
+    if (auto te = resp.Header("transfer-encoding"); te && HasToken(*te, "chunked")) {
+      MC_RETURN_IF_ERROR(ReadChunked());
+      return true;
+    }
+    if (auto cl = resp.Header("content-length")) {
+      uint64_t n = 0;
+      auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
+      if (ec != std::errc() || p != cl->data() + cl->size()) {
+        return std::unexpected(
+            x.Error(CURLE_WEIRD_SERVER_REPLY, "bad Content-Length in the response"));
+      }
+      MC_RETURN_IF_ERROR(TakeExactly(n));
+      return true;
+    }
+    for (;;) {  // the body ends with the connection
+      MC_ASSIGN_OR_RETURN(bool more, x.Fill(1));
+      if (!more) return false;
+      MC_RETURN_IF_ERROR(Take(x.in_.size() - x.pos_));
+    }
+  }
+
+  Exchanger& x;
+  const BodyHandler& handler;
+  const bool deliver;
+  std::string small_body;
+  uint64_t delivered = 0;
+
+ private:
+  // The next `n` buffered bytes.
+  oci::Result<void> Take(size_t n) {
+    std::string_view bytes = std::string_view(x.in_).substr(x.pos_, n);
+    if (deliver) {
+      MC_RETURN_IF_ERROR(handler.on_body(
+          std::span(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size())));
+      delivered += n;
+    } else {
+      small_body.append(
+          bytes.substr(0, kSmallBodyLimit - std::min(kSmallBodyLimit, small_body.size())));
+    }
+    x.Consume(n);
+    return {};
+  }
+
+  // The next `n` body bytes, read as they arrive.
+  oci::Result<void> TakeExactly(uint64_t n) {
+    while (n > 0) {
+      MC_ASSIGN_OR_RETURN(bool more, x.Fill(1));
+      if (!more) return std::unexpected(Truncated());
+      size_t k = static_cast<size_t>(std::min<uint64_t>(n, x.in_.size() - x.pos_));
+      MC_RETURN_IF_ERROR(Take(k));
+      n -= k;
+    }
+    return {};
+  }
+
+  oci::Result<void> ReadChunked() {
+    for (;;) {
+      MC_ASSIGN_OR_RETURN(auto eol, x.Line(1024));
+      if (!eol) return std::unexpected(Truncated());
+      std::string_view line = std::string_view(x.in_).substr(x.pos_, *eol - x.pos_);
+      auto digits = TrimWhitespace(line.substr(0, line.find(';')));
+      uint64_t n = 0;
+      auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n, 16);
+      if (ec != std::errc() || digits.empty()) {
+        return std::unexpected(x.Error(CURLE_WEIRD_SERVER_REPLY, "bad chunk size in the response"));
+      }
+      x.Consume(*eol + 2 - x.pos_);
+      if (n == 0) return SkipTrailers();
+      MC_RETURN_IF_ERROR(TakeExactly(n));
+      MC_ASSIGN_OR_RETURN(bool crlf, x.Fill(2));
+      if (!crlf) return std::unexpected(Truncated());
+      x.Consume(2);
+    }
+  }
+
+  // Trailer lines up to the empty one.
+  oci::Result<void> SkipTrailers() {
+    for (;;) {
+      MC_ASSIGN_OR_RETURN(auto eol, x.Line(64 << 10));
+      if (!eol) return std::unexpected(Truncated());
+      bool empty = *eol == x.pos_;
+      x.Consume(*eol + 2 - x.pos_);
+      if (empty) return {};
+    }
+  }
+
+  oci::Error Truncated() const {
+    return x.Error(CURLE_PARTIAL_FILE, "the connection closed in the response body (after " +
+                                           std::to_string(delivered) + " body bytes)");
+  }
+};
 
 }  // namespace
 
@@ -457,123 +565,18 @@ oci::Result<HttpResponse> DirectSender::Exchange(const HttpRequest& r, const Url
   }
   x.BodySent();
 
-  // The response: interim 1xx heads are skipped.
-  ParsedHead head;
-  for (;;) {
-    size_t end;
-    for (;;) {
-      end = x.in_.find("\r\n\r\n", x.pos_);
-      if (end != std::string::npos) break;
-      if (x.in_.size() - x.pos_ > kMaxHead) {
-        return std::unexpected(x.Error(CURLE_WEIRD_SERVER_REPLY, "response head too large"));
-      }
-      MC_ASSIGN_OR_RETURN(bool more, x.Fill(x.in_.size() - x.pos_ + 1));
-      if (!more) {
-        return std::unexpected(
-            x.Error(x.in_.size() == x.pos_ ? CURLE_GOT_NOTHING : CURLE_RECV_ERROR,
-                    "the connection closed before the response ended"));
-      }
-    }
-    auto parsed = ParseHead(std::string_view(x.in_).substr(x.pos_, end - x.pos_));
-    if (!parsed) return std::unexpected(x.Error(CURLE_WEIRD_SERVER_REPLY, "malformed response"));
-    x.Consume(end + 4 - x.pos_);
-    if (parsed->status >= 200) {
-      head = std::move(*parsed);
-      break;
-    }
-  }
-
+  MC_ASSIGN_OR_RETURN(ParsedHead head, ReadHead(x));
   HttpResponse resp;
   resp.status = head.status;
-  resp.headers = head.headers;
+  resp.headers = std::move(head.headers);
   resp.effective_url = r.url;
-  const bool deliver = head.status >= 200 && head.status <= 299;
-  if (deliver && handler.on_response) MC_RETURN_IF_ERROR(handler.on_response(resp));
-  std::string small_body;
-  uint64_t delivered = 0;
-  auto take = [&](size_t n) -> oci::Result<void> {
-    std::string_view bytes = std::string_view(x.in_).substr(x.pos_, n);
-    if (deliver) {
-      MC_RETURN_IF_ERROR(handler.on_body(
-          std::span(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size())));
-      delivered += n;
-    } else {
-      small_body.append(
-          bytes.substr(0, kSmallBodyLimit - std::min(kSmallBodyLimit, small_body.size())));
-    }
-    x.Consume(n);
-    return {};
-  };
-  auto truncated = [&] {
-    return x.Error(CURLE_PARTIAL_FILE, "the connection closed in the response body (after " +
-                                           std::to_string(delivered) + " body bytes)");
-  };
-
-  // The next `n` body bytes, read as they arrive.
-  auto take_exactly = [&](uint64_t n) -> oci::Result<void> {
-    while (n > 0) {
-      MC_ASSIGN_OR_RETURN(bool more, x.Fill(1));
-      if (!more) return std::unexpected(truncated());
-      size_t k = static_cast<size_t>(std::min<uint64_t>(n, x.in_.size() - x.pos_));
-      MC_RETURN_IF_ERROR(take(k));
-      n -= k;
-    }
-    return {};
-  };
-
-  auto te = Find(head.headers, "transfer-encoding");
-  auto cl = Find(head.headers, "content-length");
-  bool keep = head.http11 && body_complete;
-  if (auto c = Find(head.headers, "connection"); c && HasToken(*c, "close")) keep = false;
-  if (head.status == 204 || head.status == 304) {
-    // no body
-  } else if (te && HasToken(*te, "chunked")) {
-    for (;;) {
-      MC_ASSIGN_OR_RETURN(auto eol, x.Line(1024));
-      if (!eol) return std::unexpected(truncated());
-      std::string_view line = std::string_view(x.in_).substr(x.pos_, *eol - x.pos_);
-      line = line.substr(0, line.find(';'));
-      uint64_t n = 0;
-      auto t = TrimWhitespace(line);
-      auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), n, 16);
-      if (ec != std::errc() || t.empty()) {
-        return std::unexpected(x.Error(CURLE_WEIRD_SERVER_REPLY, "bad chunk size in the response"));
-      }
-      x.Consume(*eol + 2 - x.pos_);
-      if (n == 0) {
-        // Trailers up to the empty line.
-        for (;;) {
-          MC_ASSIGN_OR_RETURN(auto tl, x.Line(64 << 10));
-          if (!tl) return std::unexpected(truncated());
-          bool empty = *tl == x.pos_;
-          x.Consume(*tl + 2 - x.pos_);
-          if (empty) break;
-        }
-        break;
-      }
-      MC_RETURN_IF_ERROR(take_exactly(n));
-      MC_ASSIGN_OR_RETURN(bool crlf, x.Fill(2));
-      if (!crlf) return std::unexpected(truncated());
-      x.Consume(2);
-    }
-  } else if (cl) {
-    uint64_t n = 0;
-    auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
-    if (ec != std::errc()) {
-      return std::unexpected(
-          x.Error(CURLE_WEIRD_SERVER_REPLY, "bad Content-Length in the response"));
-    }
-    MC_RETURN_IF_ERROR(take_exactly(n));
-  } else {
-    keep = false;  // the body ends with the connection
-    for (;;) {
-      MC_ASSIGN_OR_RETURN(bool more, x.Fill(1));
-      if (!more) break;
-      MC_RETURN_IF_ERROR(take(x.in_.size() - x.pos_));
-    }
-  }
-  if (keep && x.pos_ == x.in_.size()) ReturnIdle(std::move(conn));
-  resp.body = std::make_unique<oci::StringReader>(deliver ? std::string() : std::move(small_body));
+  ResponseBody body(x, handler, resp.status >= 200 && resp.status <= 299);
+  if (body.deliver && handler.on_response) MC_RETURN_IF_ERROR(handler.on_response(resp));
+  MC_ASSIGN_OR_RETURN(bool framed, body.Read(resp));
+  bool keep = head.http11 && body_complete && framed && x.pos_ == x.in_.size();
+  if (auto c = resp.Header("connection"); c && HasToken(*c, "close")) keep = false;
+  if (keep) ReturnIdle(std::move(conn));
+  resp.body = std::make_unique<oci::StringReader>(std::move(body.small_body));
   return resp;
 }
 

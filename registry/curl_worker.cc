@@ -159,10 +159,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* userdata) {
     }
     return len;
   }
-  size_t colon = trimmed.find(':');
-  if (colon == std::string_view::npos) return len;
-  t->headers.emplace_back(ToLower(TrimWhitespace(trimmed.substr(0, colon))),
-                          std::string(TrimWhitespace(trimmed.substr(colon + 1))));
+  if (auto header = ParseHeaderLine(trimmed)) t->headers.push_back(std::move(*header));
   return len;
 }
 

@@ -163,6 +163,13 @@ std::string_view TrimWhitespace(std::string_view s) {
   return s;
 }
 
+std::optional<std::pair<std::string, std::string>> ParseHeaderLine(std::string_view line) {
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  return std::pair{ToLower(TrimWhitespace(line.substr(0, colon))),
+                   std::string(TrimWhitespace(line.substr(colon + 1)))};
+}
+
 }  // namespace mc::registry
 
 namespace mc::registry {

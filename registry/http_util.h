@@ -58,6 +58,9 @@ std::string RedactHeaderValue(std::string_view name, std::string_view value);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 std::string ToLower(std::string_view s);
 std::string_view TrimWhitespace(std::string_view s);
+// "Name: value" → {"name", "value"} (name lower-cased, both trimmed);
+// nullopt for a line without a colon.
+std::optional<std::pair<std::string, std::string>> ParseHeaderLine(std::string_view line);
 
 }  // namespace mc::registry
 
