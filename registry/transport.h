@@ -124,13 +124,14 @@ struct TransportOptions {
   // Polled while transfers run (SIGINT/SIGTERM): once it returns true, a
   // transfer is aborted with kCancelled when it moves no byte for
   // cancel_grace — a stalled link, which otherwise only stall_timeout would
-  // end — or is still running cancel_deadline after the flag. A request
-  // whose whole body went out waits for its answer until the deadline: an
+  // end; a slow but live link can pause for half a second and more between
+  // window updates when the receiver's buffer is large — or is still running cancel_deadline after
+  // the flag. A request whose whole body went out waits for its answer until the deadline: an
   // upload whose body ended early (HttpRequest::end_body_early) gets the
   // registry's Range even when a slow link or a buffering proxy still
   // carries the body.
   std::function<bool()> cancelled;
-  std::chrono::milliseconds cancel_grace{500};
+  std::chrono::milliseconds cancel_grace{2000};
   std::chrono::milliseconds cancel_deadline{10'000};
   // SendStreaming writes large in-memory request bodies (upload chunks)
   // straight from the caller's buffers instead of through libcurl's upload
