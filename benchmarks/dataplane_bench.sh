@@ -22,6 +22,14 @@
 # (/tmp/mc-bench, models are reused), JOBS (nproc), PERF (1), PIGZ (1; 0 skips
 # the slow pigz floor), MC_ENGINE_BASE (a second binary, e.g. of the base
 # commit, run interleaved with the first; rows marked "(base)").
+#
+# The push rows move with the machine's memory state, not only with the code:
+# both sides make the registry write the blob to tmpfs, and on a VM whose
+# host backs guest memory lazily, writes to pages the guest has not touched
+# before cost the registry up to 1.6x its CPU. A full run holds ~3 blobs per
+# SIZE on tmpfs, so its push rows are slower (and the gzip push, which needs
+# the most CPU of the two cores, the most) than with CASES=push alone. Compare
+# ratios from the same run only; the client CPU column is the stable figure.
 # Needs: docker-registry, skopeo, igzip, pigz, openssl, curl, /usr/bin/time
 # (MC_BENCH=1 bash scripts/install-deps.sh installs them).
 set -euo pipefail
