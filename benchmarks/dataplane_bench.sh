@@ -23,13 +23,14 @@
 # the slow pigz floor), MC_ENGINE_BASE (a second binary, e.g. of the base
 # commit, run interleaved with the first; rows marked "(base)").
 #
-# The push rows move with the machine's memory state, not only with the code:
-# both sides make the registry write the blob to tmpfs, and on a VM whose
-# host backs guest memory lazily, writes to pages the guest has not touched
-# before cost the registry up to 1.6x its CPU. A full run holds ~3 blobs per
-# SIZE on tmpfs, so its push rows are slower (and the gzip push, which needs
-# the most CPU of the two cores, the most) than with CASES=push alone. Compare
-# ratios from the same run only; the client CPU column is the stable figure.
+# The push rows move with the machine's memory state, not only with the code.
+# Measured on the 2-core VM: with 3 GB of other files on tmpfs, the registry
+# spent 2.8-4.2 CPU-s storing the same 1 GiB gzip blob instead of 2.4-2.6, for
+# both mc-engine and curl -T (likely the cost of fresh memory pages on that
+# VM; not pinned down). A full run holds about three blobs per SIZE on tmpfs,
+# so its push rows are slower than with CASES=push alone, the gzip push (which
+# needs both cores) the most. Compare ratios from the same run only; the client
+# CPU column is the stable figure.
 # Needs: docker-registry, skopeo, igzip, pigz, openssl, curl, /usr/bin/time
 # (MC_BENCH=1 bash scripts/install-deps.sh installs them).
 set -euo pipefail
